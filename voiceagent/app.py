@@ -1,0 +1,171 @@
+"""Wiring: load the models from the config and run a conversation on a driver.
+
+Shared by ``run``, ``talk`` and ``demo`` (and later ``serve``): each picks a
+driver (paced file/pipe, or sound device), and gets the same conversation, the
+same events and the same latency table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
+
+from voiceagent.asr import Transcriber, WhisperTranscriber
+from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
+from voiceagent.audio.speaker import Speaker
+from voiceagent.audio.streams import BlockInput, BlockOutput
+from voiceagent.clock import TimelineClock
+from voiceagent.config import Config
+from voiceagent.conversation import Conversation
+from voiceagent.events import AsrFinal, AsrPartial, ErrorEvent, Event, EventBus, JsonlEventLog, TurnEnd
+from voiceagent.llm import ChatModel, LlamaChatModel
+from voiceagent.metrics import LatencyTracker
+from voiceagent.model_store import missing_model_error
+from voiceagent.tts import PiperSynthesizer, Synthesizer
+from voiceagent.vad import WebRtcVad
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Models:
+    transcriber: Transcriber
+    chat: ChatModel
+    synthesizer: Synthesizer
+
+
+def check_model_paths(cfg: Config) -> dict[str, Path]:
+    """Absolute model paths, or a one-line error naming the first missing one."""
+    paths = {
+        "asr": cfg.resolve(cfg.asr.model),
+        "llm": cfg.resolve(cfg.llm.model),
+        "tts": cfg.resolve(cfg.tts.model),
+    }
+    for role, path in paths.items():
+        if not path.exists():
+            raise missing_model_error(path, role)
+    return paths
+
+
+def load_models(cfg: Config, out: TextIO = sys.stderr) -> Models:
+    """Load and warm up the three models (so the first turn is as fast as the rest)."""
+    paths = check_model_paths(cfg)
+    start = time.perf_counter()
+    transcriber = WhisperTranscriber(paths["asr"], cfg.asr)
+    transcriber.warm_up()
+    chat = LlamaChatModel(paths["llm"], cfg.llm)
+    chat.warm_up(cfg.llm.system_prompt)
+    synthesizer = PiperSynthesizer(paths["tts"], cfg.tts)
+    synthesizer.warm_up()
+    print(f"models loaded and warmed up in {time.perf_counter() - start:.1f} s", file=out)
+    return Models(transcriber, chat, synthesizer)
+
+
+class ConsoleDisplay:
+    """Prints the conversation as it happens (to stderr: stdout may carry PCM)."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case AsrFinal(turn=turn, text=text):
+                print(f"[{event.t:7.2f}s] turn {turn} you:       {text}", file=self.out)
+            case TurnEnd(turn=turn, reply=reply, reason="answered"):
+                print(f"[{event.t:7.2f}s] turn {turn} assistant: {reply}", file=self.out)
+            case TurnEnd(turn=turn, reason=reason) if reason != "answered":
+                print(f"[{event.t:7.2f}s] turn {turn} ({reason.replace('_', ' ')})", file=self.out)
+            case ErrorEvent(stage=stage, text=text):
+                print(f"[{event.t:7.2f}s] error in {stage}: {text}", file=self.out)
+            case AsrPartial():
+                logger.info("partial: %s", event.text)  # type: ignore[attr-defined]
+            case _:
+                pass
+
+
+@contextlib.contextmanager
+def event_sinks(
+    events_path: str | None, display: bool = True
+) -> Iterator[tuple[EventBus, LatencyTracker]]:
+    """An event bus with the latency tracker, the console and the JSONL log."""
+    bus = EventBus()
+    tracker = LatencyTracker()
+    bus.subscribe(tracker)
+    if display:
+        bus.subscribe(ConsoleDisplay())
+    log_file = None
+    try:
+        if events_path:
+            log_file = open(events_path, "w", encoding="utf-8")
+            bus.subscribe(JsonlEventLog(log_file))
+        yield bus, tracker
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+def build_conversation(cfg: Config, models: Models, bus: EventBus) -> tuple[Conversation, Speaker, TimelineClock]:
+    clock = TimelineClock()
+    speaker = Speaker(cfg.audio.sample_rate, cfg.audio.output_gain_db)
+    vad = WebRtcVad(cfg.vad.aggressiveness, cfg.audio.sample_rate, cfg.vad.frame_ms)
+    conv = Conversation(cfg, vad, models.transcriber, models.chat, models.synthesizer, speaker, bus, clock)
+    return conv, speaker, clock
+
+
+def block_samples(cfg: Config) -> int:
+    return cfg.audio.sample_rate * cfg.vad.frame_ms // 1000
+
+
+async def run_paced(
+    cfg: Config,
+    models: Models,
+    source: BlockInput,
+    sink: BlockOutput,
+    bus: EventBus,
+    realtime: bool = True,
+) -> float:
+    """Run a conversation over a file/pipe input until it has ended and been answered."""
+    conv, speaker, clock = build_conversation(cfg, models, bus)
+    driver = PacedDuplex(source, sink, speaker, clock, block_samples(cfg), realtime=realtime)
+    try:
+        return await driver.run(conv)
+    finally:
+        await conv.aclose()
+        sink.close()
+        source.close()
+
+
+async def run_device(
+    cfg: Config,
+    models: Models,
+    input_device: int | None,
+    output_device: int | None,
+    bus: EventBus,
+    duration: float | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> float:
+    """Live conversation on sound devices until SIGINT/SIGTERM or ``duration`` seconds."""
+    conv, speaker, clock = build_conversation(cfg, models, bus)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    timer = loop.call_later(duration, stop.set) if duration else None
+    driver = DeviceDuplex(speaker, clock, block_samples(cfg), input_device, output_device)
+    if on_ready is not None:
+        on_ready()
+    try:
+        return await driver.run(conv, stop)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await conv.aclose()

@@ -1,0 +1,1 @@
+"""Audio in and out: formats, files, pipes, devices and the playback queue."""

@@ -1,0 +1,170 @@
+"""Full-duplex audio clocks: one output block pulled per input block.
+
+Both drivers do what a sound card does: every time a block of input is captured,
+a block of the same length is played. That makes the output aligned with the
+input by construction (output sample k was playing while input sample k was
+captured) and gives one clock for every event.
+
+- ``PacedDuplex`` reads a file or pipe and paces it in real time, exactly as a
+  microphone would deliver it, writing the speaker signal to a file or pipe.
+- ``DeviceDuplex`` runs a PortAudio duplex stream (sounddevice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from voiceagent.audio.speaker import PlaybackNotice, Speaker
+from voiceagent.audio.streams import BlockInput, BlockOutput
+from voiceagent.clock import Clock
+from voiceagent.errors import AudioDeviceError
+
+logger = logging.getLogger(__name__)
+
+
+class BlockHandler(Protocol):
+    def on_block(self, block: np.ndarray, t: float) -> None:
+        """A captured input block whose first sample is at ``t`` seconds."""
+        ...
+
+    def on_playback(self, notice: PlaybackNotice, t: float) -> None: ...
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in progress: no utterance, no reply being made or played."""
+        ...
+
+
+class PacedDuplex:
+    def __init__(
+        self,
+        source: BlockInput,
+        sink: BlockOutput,
+        speaker: Speaker,
+        clock: Clock,
+        block_samples: int,
+        realtime: bool = True,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.speaker = speaker
+        self.clock = clock
+        self.n = block_samples
+        self.rate = speaker.sample_rate
+        self.realtime = realtime
+        self.input_seconds = 0.0
+        """Seconds of input read before it ended."""
+
+    async def run(self, handler: BlockHandler, max_tail_s: float = 120.0) -> float:
+        """Run until the input has ended and the handler is idle; returns seconds run."""
+        loop = asyncio.get_running_loop()
+        dur = self.n / self.rate
+        start = loop.time()
+        k = 0
+        ended_at: int | None = None
+        while True:
+            block = None if ended_at is not None else await self.source.read(self.n)
+            if block is None:
+                if ended_at is None:
+                    ended_at = k
+                    self.input_seconds = k * dur
+                    logger.info("input ended at %.2f s", k * dur)
+                if handler.idle:
+                    break
+                if (k - ended_at) * dur > max_tail_s:
+                    logger.warning("still busy %.0f s after the input ended; stopping", max_tail_s)
+                    break
+                block = np.zeros(self.n, np.float32)
+            if self.realtime:
+                delay = start + (k + 1) * dur - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0)
+            out, notices = self.speaker.pull(self.n)
+            self.sink.write(out)
+            t = k * dur
+            self.clock.advance(t + dur)
+            for notice in notices:
+                handler.on_playback(notice, t + notice.offset / self.rate)
+            handler.on_block(block, t)
+            k += 1
+        return k * dur
+
+
+class DeviceDuplex:
+    """A sounddevice duplex stream; runs until ``stop`` is set."""
+
+    def __init__(
+        self,
+        speaker: Speaker,
+        clock: Clock,
+        block_samples: int,
+        input_device: int | None,
+        output_device: int | None,
+    ) -> None:
+        self.speaker = speaker
+        self.clock = clock
+        self.n = block_samples
+        self.rate = speaker.sample_rate
+        self.devices = (input_device, output_device)
+
+    async def run(self, handler: BlockHandler, stop: asyncio.Event) -> float:
+        import sounddevice as sd
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[np.ndarray, list[PlaybackNotice]]] = asyncio.Queue()
+        speaker = self.speaker
+
+        def callback(indata, outdata, frames, time_info, status) -> None:  # audio thread
+            if status:
+                logger.debug("audio stream status: %s", status)
+            out, notices = speaker.pull(frames)
+            outdata[:, 0] = out
+            loop.call_soon_threadsafe(queue.put_nowait, (indata[:, 0].copy(), notices))
+
+        try:
+            stream = sd.Stream(
+                samplerate=self.rate,
+                blocksize=self.n,
+                dtype="float32",
+                channels=1,
+                device=self.devices,
+                callback=callback,
+                latency="low",
+            )
+        except (sd.PortAudioError, ValueError) as err:
+            raise AudioDeviceError(
+                f"cannot open audio devices {self.devices}: {err}",
+                "run 'voiceagent devices' to list them and set audio.input_device/output_device",
+            ) from None
+        dur = self.n / self.rate
+        k = 0
+        with stream:
+            while not stop.is_set():
+                get = asyncio.ensure_future(queue.get())
+                stopper = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait({get, stopper}, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if get not in done:
+                    get.cancel()
+                    if stop.is_set():
+                        break
+                    raise AudioDeviceError(
+                        "the audio device stopped delivering audio (unplugged or taken by another program?)",
+                        "check the device and run 'voiceagent devices'",
+                    )
+                block, notices = get.result()
+                t = k * dur
+                self.clock.advance(t + dur)
+                for notice in notices:
+                    handler.on_playback(notice, t + notice.offset / self.rate)
+                handler.on_block(block, t)
+                k += 1
+        return k * dur

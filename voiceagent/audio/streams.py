@@ -1,0 +1,189 @@
+"""Input and output streams for ``voiceagent run``: WAV files and raw PCM pipes.
+
+Inputs deliver mono float32 blocks at the pipeline rate whatever the file's own
+rate and channel count; outputs take mono float32 blocks at the pipeline rate.
+``-`` means stdin/stdout with the raw PCM format from the config's ``audio.pcm``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+from voiceagent.audio.convert import (
+    StreamResampler,
+    pcm_bytes_per_frame,
+    pcm_decode,
+    pcm_encode,
+    resample,
+    to_mono,
+)
+from voiceagent.config import PcmFormat
+from voiceagent.errors import AudioInputError, VoiceAgentError
+
+logger = logging.getLogger(__name__)
+
+
+class BlockInput(Protocol):
+    async def read(self, n: int) -> np.ndarray | None:
+        """The next ``n`` samples (zero-padded at the end), or None after the end."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class BlockOutput(Protocol):
+    def write(self, block: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def read_wav(path: Path, rate: int) -> np.ndarray:
+    """A whole audio file as mono float32 at ``rate`` hertz."""
+    import soundfile
+
+    if not path.exists():
+        raise AudioInputError(f"input file not found: {path}")
+    try:
+        audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioInputError(
+            f"cannot read {path} as audio: {err}",
+            "give a WAV file (any rate, channels and sample format) or '-' for raw PCM",
+        ) from None
+    if audio.shape[0] == 0:
+        raise AudioInputError(f"input file {path} contains no audio")
+    return resample(to_mono(audio), int(file_rate), rate)
+
+
+class WavInput:
+    def __init__(self, path: Path, rate: int) -> None:
+        self.audio = read_wav(path, rate)
+        self._pos = 0
+
+    async def read(self, n: int) -> np.ndarray | None:
+        if self._pos >= self.audio.size:
+            return None
+        block = self.audio[self._pos : self._pos + n]
+        self._pos += n
+        if block.size < n:
+            block = np.concatenate([block, np.zeros(n - block.size, np.float32)])
+        return block
+
+    def close(self) -> None:
+        pass
+
+
+class ArrayInput(WavInput):
+    """Audio already in memory (the demo's synthesized user side)."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio = audio.astype(np.float32)
+        self._pos = 0
+
+
+class PcmInput:
+    """Raw PCM from a binary stream (stdin), read on a thread, resampled on the fly."""
+
+    def __init__(self, stream: BinaryIO, fmt: PcmFormat, rate: int) -> None:
+        self._stream = stream
+        self._fmt = fmt
+        self._frame_bytes = pcm_bytes_per_frame(fmt)
+        self._resampler = StreamResampler(fmt.sample_rate, rate)
+        self._buf = np.zeros(0, np.float32)
+        self._eof = False
+        self._chunk_bytes = self._frame_bytes * max(fmt.sample_rate // 100, 1)  # 10 ms
+        self._remainder = b""
+
+    async def read(self, n: int) -> np.ndarray | None:
+        while self._buf.size < n and not self._eof:
+            data = await asyncio.to_thread(self._stream.read, self._chunk_bytes)
+            if not data:
+                self._eof = True
+                tail = self._resampler(np.zeros(0, np.float32), last=True)
+                self._buf = np.concatenate([self._buf, tail])
+                break
+            data = self._remainder + data
+            usable = len(data) - len(data) % self._frame_bytes
+            self._remainder = data[usable:]
+            samples = self._resampler(pcm_decode(data[:usable], self._fmt))
+            self._buf = np.concatenate([self._buf, samples])
+        if self._buf.size == 0 and self._eof:
+            return None
+        block, self._buf = self._buf[:n], self._buf[n:]
+        if block.size < n:
+            block = np.concatenate([block, np.zeros(n - block.size, np.float32)])
+        return block
+
+    def close(self) -> None:
+        pass
+
+
+class WavOutput:
+    """16-bit WAV at the pipeline rate, written as it goes so a crash keeps the audio."""
+
+    def __init__(self, path: Path, rate: int) -> None:
+        import soundfile
+
+        try:
+            self._file = soundfile.SoundFile(
+                str(path), mode="w", samplerate=rate, channels=1, subtype="PCM_16"
+            )
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
+            raise VoiceAgentError(f"cannot write output file {path}: {err}") from None
+
+    def write(self, block: np.ndarray) -> None:
+        self._file.write(np.clip(block, -1.0, 1.0))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class PcmOutput:
+    """Raw PCM to a binary stream (stdout) in the configured format."""
+
+    def __init__(self, stream: BinaryIO, fmt: PcmFormat, rate: int) -> None:
+        self._stream = stream
+        self._fmt = fmt
+        self._resampler = StreamResampler(rate, fmt.sample_rate)
+
+    def write(self, block: np.ndarray) -> None:
+        try:
+            self._stream.write(pcm_encode(self._resampler(block), self._fmt))
+            self._stream.flush()
+        except BrokenPipeError:
+            raise VoiceAgentError("the output pipe was closed by the reader") from None
+
+    def close(self) -> None:
+        try:
+            self._stream.write(pcm_encode(self._resampler(np.zeros(0, np.float32), last=True), self._fmt))
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away at the very end: nothing left to lose
+
+
+class NullOutput:
+    def write(self, block: np.ndarray) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_input(spec: str, rate: int, fmt: PcmFormat) -> BlockInput:
+    if spec == "-":
+        return PcmInput(sys.stdin.buffer, fmt, rate)
+    return WavInput(Path(spec), rate)
+
+
+def open_output(spec: str | None, rate: int, fmt: PcmFormat) -> BlockOutput:
+    if spec is None:
+        return NullOutput()
+    if spec == "-":
+        return PcmOutput(sys.stdout.buffer, fmt, rate)
+    return WavOutput(Path(spec), rate)

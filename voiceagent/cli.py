@@ -1,0 +1,148 @@
+"""The ``voiceagent`` command line. The only place that configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from voiceagent.config import Config, load_config
+from voiceagent.errors import VoiceAgentError
+
+logger = logging.getLogger("voiceagent")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="voiceagent", description=__doc__)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", "-c", help="config file (default: ./config.yaml)")
+        return sp
+
+    run = with_config(sub.add_parser("run", help="converse with a WAV file or raw PCM on stdin"))
+    run.add_argument("--input", "-i", required=True, help="WAV file, or - for raw PCM on stdin")
+    run.add_argument("--output", "-o", required=True, help="WAV file, or - for raw PCM on stdout")
+    run.add_argument("--events", "-e", help="write events as JSON lines to this file")
+
+    talk = with_config(sub.add_parser("talk", help="live conversation on the sound devices"))
+    talk.add_argument("--events", "-e", help="write events as JSON lines to this file")
+    talk.add_argument("--input-device", help="name or index (see 'voiceagent devices')")
+    talk.add_argument("--output-device", help="name or index")
+    talk.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    demo = with_config(sub.add_parser("demo", help="a spoken demo conversation, no microphone"))
+    demo.add_argument("--output", "-o", default="demo-conversation.wav")
+    demo.add_argument("--events", "-e", help="write events as JSON lines to this file")
+
+    sub.add_parser("devices", help="list audio devices")
+
+    models = sub.add_parser("models", help="fetch or list model weights")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    pull = with_config(msub.add_parser("pull", help="fetch the default models into models/"))
+    pull.add_argument("names", nargs="*", help="only these models")
+    pull.add_argument("--dir", help="models directory (default: models/ beside the config)")
+    pull.add_argument("--force", action="store_true", help="fetch again even if installed")
+    lst = with_config(msub.add_parser("list", help="show which models are installed"))
+    lst.add_argument("--dir", help="models directory")
+    return p
+
+
+def _setup_logging(verbose: int, cfg: Config | None) -> None:
+    level = logging.WARNING
+    if cfg is not None:
+        level = getattr(logging, cfg.log_level.upper())
+    if verbose:
+        level = min(level, logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _models_dir(args: argparse.Namespace) -> Path:
+    if args.dir:
+        return Path(args.dir)
+    return load_config(args.config).resolve(Path("models"))
+
+
+def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
+    from voiceagent.app import event_sinks, load_models, run_paced
+    from voiceagent.audio.streams import open_input, open_output
+    from voiceagent.metrics import format_table
+
+    rate = cfg.audio.sample_rate
+    source = open_input(args.input, rate, cfg.audio.pcm)  # fails fast on a bad file
+    models = load_models(cfg)
+    sink = open_output(args.output, rate, cfg.audio.pcm)
+    with event_sinks(args.events) as (bus, tracker):
+        seconds = asyncio.run(run_paced(cfg, models, source, sink, bus))
+    print(f"ran {seconds:.1f} s of audio", file=sys.stderr)
+    print(format_table(tracker.answered()), file=sys.stderr)
+    return 0
+
+
+def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
+    from voiceagent.app import event_sinks, load_models, run_device
+    from voiceagent.audio.devices import resolve_device
+    from voiceagent.metrics import format_table
+
+    in_dev = resolve_device(args.input_device or cfg.audio.input_device, "input")
+    out_dev = resolve_device(args.output_device or cfg.audio.output_device, "output")
+    models = load_models(cfg)
+    with event_sinks(args.events) as (bus, tracker):
+        asyncio.run(
+            run_device(
+                cfg, models, in_dev, out_dev, bus, args.duration,
+                on_ready=lambda: print("listening; press Ctrl+C to stop", file=sys.stderr),
+            )
+        )
+    print(format_table(tracker.answered()), file=sys.stderr)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from voiceagent import model_store
+
+    models_dir = _models_dir(args)
+    if args.models_command == "pull":
+        model_store.pull(models_dir, args.names or None, force=args.force)
+        rows = model_store.status(models_dir, verify=False)
+    else:
+        rows = model_store.status(models_dir)
+    print(model_store.format_status_table(rows))
+    return 0 if all(r.state == "installed" for r in rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg: Config | None = None
+    try:
+        if args.command in ("run", "talk", "demo"):
+            cfg = load_config(args.config)
+        _setup_logging(args.verbose, cfg)
+        match args.command:
+            case "run":
+                return _cmd_run(args, cfg)  # type: ignore[arg-type]
+            case "talk":
+                return _cmd_talk(args, cfg)  # type: ignore[arg-type]
+            case "demo":
+                from voiceagent.demo import run_demo
+
+                return run_demo(cfg, Path(args.output), args.events)  # type: ignore[arg-type]
+            case "devices":
+                from voiceagent.audio.devices import format_device_table, list_devices
+
+                print(format_device_table(list_devices()))
+                return 0
+            case "models":
+                return _cmd_models(args)
+    except VoiceAgentError as err:
+        print(f"voiceagent: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("voiceagent: interrupted", file=sys.stderr)
+        return 130
+    return 2

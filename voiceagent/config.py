@@ -1,0 +1,183 @@
+"""The one validated configuration model, loaded in one place.
+
+Every section forbids unknown keys, so a typo is an error that names the key
+instead of a silently ignored setting. Model paths that are relative are resolved
+against the directory of the config file (the repository root for the shipped
+``config.yaml``), so ``voiceagent`` can be started from anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from voiceagent.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PcmFormat(_Section):
+    """Format of raw PCM on stdin/stdout (``-`` as input or output)."""
+
+    sample_rate: int = Field(16000, ge=8000, le=192000, description="hertz")
+    channels: int = Field(1, ge=1, le=8)
+    format: Literal["s16le", "f32le"] = "s16le"
+
+
+class AudioConfig(_Section):
+    sample_rate: int = Field(
+        16000, description="hertz; the rate the whole pipeline runs at (VAD, ASR, AEC)"
+    )
+    input_device: str | int | None = Field(None, description="name (substring) or index")
+    output_device: str | int | None = None
+    pcm: PcmFormat = PcmFormat()
+    output_gain_db: float = Field(0.0, ge=-60, le=12, description="decibels on the reply")
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _vad_rate(cls, v: int) -> int:
+        if v not in (8000, 16000, 32000, 48000):
+            raise ValueError("must be 8000, 16000, 32000 or 48000 (webrtcvad rates)")
+        return v
+
+
+class VadConfig(_Section):
+    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode 0..3")
+    frame_ms: Literal[10, 20, 30] = Field(20, description="milliseconds per VAD frame")
+    pre_roll_ms: int = Field(300, ge=0, le=2000, description="audio kept before onset")
+    start_ms: int = Field(
+        60, ge=10, le=1000, description="voiced milliseconds needed to open an utterance"
+    )
+    resume_ms: int = Field(
+        60, ge=10, le=1000, description="voiced milliseconds that cancel a pause"
+    )
+    speculate_ms: int = Field(
+        200,
+        ge=0,
+        le=5000,
+        description="silence after which the final transcript is started speculatively",
+    )
+    trailing_silence_ms: int = Field(
+        650, ge=50, le=10000, description="silence that ends the user's turn"
+    )
+    max_utterance_s: float = Field(20.0, gt=1, le=120, description="seconds")
+
+
+class AsrConfig(_Section):
+    model: Path = Path("models/whisper-tiny.en")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "default"
+    threads: int = Field(2, ge=1, le=64)
+    beam_size: int = Field(1, ge=1, le=10)
+    language: str | None = "en"
+    partial_interval_ms: int = Field(
+        1000, ge=0, le=10000, description="0 disables partial transcripts"
+    )
+
+
+class LlmConfig(_Section):
+    model: Path = Path("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+    system_prompt: str = (
+        "You are a helpful voice assistant. Give short, direct answers."
+    )
+    context_tokens: int = Field(2048, ge=256, le=131072)
+    max_history_turns: int = Field(6, ge=0, le=100)
+    max_tokens: int = Field(40, ge=1, le=4096)
+    max_sentences: int = Field(2, ge=1, le=50, description="reply is cut after this many")
+    temperature: float = Field(0.1, ge=0, le=2)
+    top_p: float = Field(0.9, gt=0, le=1)
+    top_k: int = Field(40, ge=0)
+    repeat_penalty: float = Field(1.1, ge=1, le=2)
+    threads: int = Field(2, ge=1, le=64)
+    gpu_layers: int | Literal["auto"] = Field("auto", description="-1 = all, 0 = CPU")
+
+
+class TtsConfig(_Section):
+    model: Path = Path("models/piper-joe-medium/en_US-joe-medium.onnx")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(1, ge=1, le=64)
+    length_scale: float = Field(1.0, gt=0.2, le=4, description="larger is slower speech")
+    first_clause_min_words: int = Field(
+        3, ge=1, le=50, description="a comma ends the first clause once it has this many"
+    )
+    clause_min_words: int = Field(6, ge=1, le=100)
+
+
+class TurnConfig(_Section):
+    speculative: bool = Field(
+        True, description="start ASR, LLM and TTS at silence onset, before the endpoint"
+    )
+
+
+class Config(_Section):
+    audio: AudioConfig = AudioConfig()
+    vad: VadConfig = VadConfig()
+    asr: AsrConfig = AsrConfig()
+    llm: LlmConfig = LlmConfig()
+    tts: TtsConfig = TtsConfig()
+    turn: TurnConfig = TurnConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    base_dir: Path = Field(Path("."), exclude=True, description="set by the loader")
+
+    def resolve(self, path: Path) -> Path:
+        """An absolute path for a (possibly relative) path from the config."""
+        path = path.expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        reason = "unknown key"
+    else:
+        reason = first["msg"]
+        if "input" in first and not isinstance(first["input"], (dict, list)):
+            reason += f" (got {first['input']!r})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: invalid config key '{key}': {reason}{more}"
+
+
+def config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a config file.
+
+    With no path, ``./config.yaml`` is used if it exists, else the built-in
+    defaults with paths relative to the current directory.
+    """
+    if path is None:
+        default = Path.cwd() / DEFAULT_CONFIG_NAME
+        if not default.exists():
+            logger.info("no %s here; using built-in defaults", DEFAULT_CONFIG_NAME)
+            return config_from_dict({}, Path.cwd())
+        path = default
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML") from None
+    return config_from_dict(data, path.resolve().parent, source=str(path))

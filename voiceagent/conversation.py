@@ -1,0 +1,403 @@
+"""The conversation: frames in, turns out.
+
+Runs on the event loop and is fed one VAD frame per audio block by a duplex
+driver. Per frame it does only cheap work (VAD, endpointer, buffering); the three
+models run on their own worker threads.
+
+The latency trick is to overlap: when the user has been silent for
+``vad.speculate_ms``, the final transcript is started on what was said so far,
+and as soon as it exists the reply (LLM, then TTS of the first clause) starts
+too, as a speculative turn. When the endpointer confirms the end of the turn
+(``vad.trailing_silence_ms``), the turn is committed and its audio, usually ready
+by then, plays at once. If the user goes on speaking, the speculative work is
+thrown away and done again at the next pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voiceagent.asr import Transcriber, is_probably_noise
+from voiceagent.audio.convert import resample
+from voiceagent.audio.speaker import PlaybackNotice, Speaker
+from voiceagent.clock import Clock
+from voiceagent.config import Config
+from voiceagent.endpointer import Decision, Endpointer, EndpointerSettings
+from voiceagent.errors import StageError
+from voiceagent.events import (
+    AsrFinal,
+    AsrPartial,
+    EndOfTurn,
+    ErrorEvent,
+    Event,
+    EventBus,
+    LlmFirstClause,
+    LlmFirstToken,
+    PlaybackEnd,
+    PlaybackStart,
+    SpeculationDiscarded,
+    SpeechEnd,
+    SpeechStart,
+    TtsFirstAudio,
+    TurnEnd,
+)
+from voiceagent.history import Exchange, History
+from voiceagent.llm import ChatModel
+from voiceagent.splitter import ClauseSplitter
+from voiceagent.tts import Synthesizer
+from voiceagent.turn import Turn, TurnState
+from voiceagent.vad import SpeechDetector
+from voiceagent.workers import ModelWorker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Utterance:
+    """The audio of what the user is saying, and the work started on it."""
+
+    turn: int
+    frames: list[np.ndarray]
+    version: int = 0
+    """Bumped when speech resumes after a pause: results of older versions are stale."""
+    ended: bool = False
+    final_task: asyncio.Task[None] | None = None
+    final_text: str | None = None
+    turn_obj: Turn | None = None
+    last_partial_at: float = 0.0
+    last_partial_text: str = ""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Conversation:
+    def __init__(
+        self,
+        cfg: Config,
+        vad: SpeechDetector,
+        transcriber: Transcriber,
+        chat: ChatModel,
+        synthesizer: Synthesizer,
+        speaker: Speaker,
+        bus: EventBus,
+        clock: Clock,
+    ) -> None:
+        self.cfg = cfg
+        self.vad = vad
+        self.transcriber = transcriber
+        self.chat = chat
+        self.synthesizer = synthesizer
+        self.speaker = speaker
+        self.bus = bus
+        self.clock = clock
+        self.rate = cfg.audio.sample_rate
+        self.frame_s = cfg.vad.frame_ms / 1000
+        self.history = History(cfg.llm.max_history_turns)
+        self.endpointer = Endpointer(
+            EndpointerSettings(
+                frame_ms=cfg.vad.frame_ms,
+                start_ms=cfg.vad.start_ms,
+                resume_ms=cfg.vad.resume_ms,
+                speculate_ms=cfg.vad.speculate_ms if cfg.turn.speculative else cfg.vad.trailing_silence_ms,
+                trailing_silence_ms=cfg.vad.trailing_silence_ms,
+                max_utterance_ms=int(cfg.vad.max_utterance_s * 1000),
+            )
+        )
+        # Partials get their own thread so a partial that is still running when
+        # the user stops never delays the final transcript behind it.
+        self.asr_worker = ModelWorker("asr")
+        self.partial_worker = ModelWorker("asr-partial")
+        self.llm_worker = ModelWorker("llm")
+        self.tts_worker = ModelWorker("tts")
+        pre_roll = -(-cfg.vad.pre_roll_ms // cfg.vad.frame_ms)
+        self._recent: deque[np.ndarray] = deque(maxlen=pre_roll + 64)
+        self._utt: _Utterance | None = None
+        """The utterance being listened to."""
+        self._closing: dict[int, _Utterance] = {}
+        """Ended utterances whose final transcript is still being computed."""
+        self._turn_counter = 0
+        self._turns: dict[int, Turn] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pre_roll_frames = pre_roll
+
+    # ------------------------------------------------------------------ input
+
+    @property
+    def idle(self) -> bool:
+        return (
+            self._utt is None
+            and not self._closing
+            and not self.endpointer.in_utterance
+            and not self._turns
+            and not self._tasks
+            and not self.speaker.busy
+        )
+
+    def on_block(self, block: np.ndarray, t: float) -> None:
+        """One VAD frame of input captured at ``t`` seconds."""
+        is_speech = self.vad.is_speech(block)
+        self._recent.append(block)
+        if self._utt is not None and not self._utt.ended:
+            self._utt.frames.append(block)
+        decision = self.endpointer.push(is_speech)
+        match decision:
+            case Decision.START:
+                self._on_start()
+            case Decision.PAUSE:
+                self._on_pause()
+            case Decision.RESUME:
+                self._on_resume()
+            case Decision.END:
+                self._on_end()
+            case Decision.NONE:
+                if self._utt is not None and self.endpointer.in_utterance:
+                    self._maybe_partial()
+
+    def on_playback(self, notice: PlaybackNotice, t: float) -> None:
+        turn = self._turns.get(notice.turn)
+        if notice.kind == "start":
+            self.bus.publish(PlaybackStart(t, notice.turn))
+            return
+        self.bus.publish(PlaybackEnd(t, notice.turn, played_s=notice.played_samples / self.rate))
+        if turn is not None:
+            self._finish_turn(turn, t, reply=notice.heard, interrupted=notice.flushed)
+
+    # ------------------------------------------------------------ utterances
+
+    def _frame_time(self, index: int) -> float:
+        return index * self.frame_s
+
+    def _on_start(self) -> None:
+        ep = self.endpointer
+        self._turn_counter += 1
+        # The endpointer fires a few frames after the onset; keep those plus pre-roll.
+        back = ep.index - ep.onset_index + 1 + self._pre_roll_frames
+        frames = list(self._recent)[-back:]
+        self._utt = _Utterance(turn=self._turn_counter, frames=frames)
+        self._utt.last_partial_at = self.clock.now()
+        self.bus.publish(SpeechStart(self._frame_time(ep.onset_index), self._turn_counter))
+
+    def _audio(self, utt: _Utterance) -> np.ndarray:
+        audio = np.concatenate(utt.frames) if utt.frames else np.zeros(0, np.float32)
+        # Whisper models run at 16 kHz whatever the pipeline rate.
+        return resample(audio, self.rate, 16000)
+
+    def _maybe_partial(self) -> None:
+        utt = self._utt
+        interval = self.cfg.asr.partial_interval_ms / 1000
+        if utt is None or interval <= 0 or self.partial_worker.busy or utt.final_task:
+            return
+        now = self.clock.now()
+        if now - utt.last_partial_at < interval:
+            return
+        utt.last_partial_at = now
+        self._spawn(self._partial(utt, self._audio(utt), utt.version))
+
+    async def _partial(self, utt: _Utterance, audio: np.ndarray, version: int) -> None:
+        result = await self.partial_worker.call(self.transcriber.transcribe, audio)
+        if utt.ended or utt.final_task or version != utt.version:
+            return  # stale: the final transcript supersedes it
+        if result.text and result.text != utt.last_partial_text:
+            utt.last_partial_text = result.text
+            self.bus.publish(AsrPartial(self.clock.now(), utt.turn, result.text))
+
+    def _on_pause(self) -> None:
+        utt = self._utt
+        if utt is None:
+            return
+        utt.final_task = self._spawn(self._final(utt, self._audio(utt), utt.version))
+
+    def _on_resume(self) -> None:
+        utt = self._utt
+        if utt is None:
+            return
+        utt.version += 1
+        if utt.final_task is not None:
+            utt.final_task.cancel()
+            utt.final_task = None
+        text = utt.final_text or ""
+        if utt.turn_obj is not None:
+            utt.turn_obj.cancel()
+            self._turns.pop(utt.turn_obj.id, None)
+            utt.turn_obj = None
+        utt.final_text = None
+        self.bus.publish(SpeculationDiscarded(self.clock.now(), utt.turn, text))
+
+    def _on_end(self) -> None:
+        utt = self._utt
+        ep = self.endpointer
+        if utt is None:
+            return
+        utt.ended = True
+        self._utt = None
+        now = self.clock.now()
+        self.bus.publish(SpeechEnd(self._frame_time(ep.last_voiced_index + 1), utt.turn))
+        self.bus.publish(EndOfTurn(now, utt.turn))
+        if utt.final_text is not None:
+            self._commit(utt)
+            return
+        self._closing[utt.turn] = utt
+        if utt.final_task is None:
+            utt.final_task = self._spawn(self._final(utt, self._audio(utt), utt.version))
+
+    async def _final(self, utt: _Utterance, audio: np.ndarray, version: int) -> None:
+        try:
+            result = await self.asr_worker.call(self.transcriber.transcribe, audio)
+        except StageError as err:
+            if version == utt.version:
+                self._fail_utterance(utt, err)
+            return
+        if version != utt.version:
+            return  # the user went on speaking; a later pause starts a new one
+        utt.final_text = result.text
+        t = self.clock.now()
+        turn = Turn(utt.turn, result.text, self.bus.publish, self._enqueue)
+        turn.emit(AsrFinal(t, utt.turn, result.text))
+        utt.turn_obj = turn
+        self._turns[turn.id] = turn
+        if result.text and not is_probably_noise(result.text):
+            turn.task = self._spawn(self._reply(turn))
+        if utt.ended:
+            self._commit(utt)
+
+    def _commit(self, utt: _Utterance) -> None:
+        self._closing.pop(utt.turn, None)
+        turn = utt.turn_obj
+        if turn is None:
+            return
+        turn.commit()
+        if not turn.user_text or is_probably_noise(turn.user_text):
+            logger.info("turn %d: no speech recognized (%r)", turn.id, turn.user_text)
+            self._finish_turn(turn, self.clock.now(), reply="", reason="no_speech")
+        elif turn.generation_done and not self.speaker.finish(turn.id):
+            self._finish_turn(turn, self.clock.now(), reply="")
+        # else: the reply task calls speaker.finish when it is done generating
+
+    def _fail_utterance(self, utt: _Utterance, err: StageError) -> None:
+        logger.error("turn %d: %s", utt.turn, err)
+        self.bus.publish(ErrorEvent(self.clock.now(), utt.turn, stage=err.stage, text=str(err)))
+        self._closing.pop(utt.turn, None)
+        if self._utt is utt:
+            self._utt = None
+        self.bus.publish(TurnEnd(self.clock.now(), utt.turn, "", "", reason="error"))
+
+    # ----------------------------------------------------------------- reply
+
+    async def _reply(self, turn: Turn) -> None:
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        speak = asyncio.ensure_future(self._speak(turn, clauses))
+        try:
+            try:
+                await self._generate(turn, clauses)
+            finally:
+                clauses.put_nowait(None)
+            await speak
+        except StageError as err:
+            logger.error("turn %d: %s", turn.id, err)
+            turn.emit(ErrorEvent(self.clock.now(), turn.id, stage=err.stage, text=str(err)))
+        finally:
+            if not speak.done():
+                speak.cancel()
+                await asyncio.gather(speak, return_exceptions=True)
+        turn.generation_done = True
+        if turn.state is TurnState.COMMITTED and not self.speaker.finish(turn.id):
+            self._finish_turn(turn, self.clock.now(), reply="")
+        # A speculative turn that is done generating is finished by _commit.
+
+    async def _generate(self, turn: Turn, clauses: asyncio.Queue[str | None]) -> None:
+        """Stream the LLM reply into clauses, stopping after max_sentences."""
+        cfg = self.cfg
+        messages = self.history.messages(cfg.llm.system_prompt, turn.user_text)
+        splitter = ClauseSplitter(cfg.tts.first_clause_min_words, cfg.tts.clause_min_words)
+        first_clause = True
+
+        def hand_over(clause: str) -> None:
+            nonlocal first_clause
+            if first_clause:
+                first_clause = False
+                turn.emit(LlmFirstClause(self.clock.now(), turn.id, clause))
+            clauses.put_nowait(clause)
+
+        stream = self.llm_worker.stream(lambda: self.chat.stream_chat(messages))
+        try:
+            async for piece in stream:
+                if not turn.reply:
+                    turn.emit(LlmFirstToken(self.clock.now(), turn.id, piece))
+                turn.reply += piece
+                for clause in splitter.push(piece):
+                    hand_over(clause)
+                    if splitter.sentences >= cfg.llm.max_sentences:
+                        return  # the small default model rambles: cut it here
+            for clause in splitter.flush():
+                hand_over(clause)
+        finally:
+            await stream.aclose()
+
+    async def _speak(self, turn: Turn, clauses: asyncio.Queue[str | None]) -> None:
+        first_audio = True
+        synth = self.synthesizer
+        while (clause := await clauses.get()) is not None:
+            stream = self.tts_worker.stream(lambda c=clause: synth.synthesize(c))
+            try:
+                text = clause
+                async for audio in stream:
+                    if first_audio:
+                        first_audio = False
+                        turn.emit(TtsFirstAudio(self.clock.now(), turn.id))
+                    turn.deliver(resample(audio, synth.sample_rate, self.rate), text)
+                    text = ""  # the clause's words belong to its first chunk
+            finally:
+                await stream.aclose()
+
+    def _enqueue(self, turn: int, audio: np.ndarray, text: str) -> None:
+        self.speaker.enqueue(turn, audio, text)
+
+    def _finish_turn(
+        self,
+        turn: Turn,
+        t: float,
+        reply: str,
+        interrupted: bool = False,
+        reason: str = "answered",
+    ) -> None:
+        if turn.state is TurnState.DONE:
+            return
+        if turn.state is TurnState.SPECULATIVE:
+            turn.commit()
+        turn.state = TurnState.DONE
+        self._turns.pop(turn.id, None)
+        if reason == "answered" and turn.user_text:
+            self.history.add(Exchange(turn.id, turn.user_text, reply, interrupted))
+        self.bus.publish(TurnEnd(t, turn.id, turn.user_text, reply, reason=reason))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        err = task.exception()
+        if err is not None:
+            logger.error("conversation task failed", exc_info=err)
+            self.bus.publish(ErrorEvent(self.clock.now(), 0, stage="pipeline", text=repr(err)))
+
+    async def aclose(self) -> None:
+        """Cancel everything in flight and wait for it."""
+        for turn in list(self._turns.values()):
+            turn.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in (self.asr_worker, self.partial_worker, self.llm_worker, self.tts_worker):
+            worker.shutdown()

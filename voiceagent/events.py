@@ -1,0 +1,165 @@
+"""Typed events: one frozen dataclass per thing that happens in a conversation.
+
+Every event carries the turn it belongs to and a time ``t`` in seconds on the
+input timeline (seconds since the first input sample). The same stream feeds the
+JSONL event log, the latency table, the CLI display and (later) the MQTT bridge.
+``t`` is when the thing happened, which can be earlier than when the event is
+published: ``speech_end`` is stamped with the end of the last voiced frame but
+only known once the trailing silence has passed, and work done speculatively
+before the end of turn is published when the turn commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, ClassVar, TextIO
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = "event"
+    t: float
+    """Seconds since the first input sample."""
+    turn: int
+    """Turn number, from 1; 0 for events that belong to no turn."""
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"t": round(self.t, 4), "type": self.type, "turn": self.turn}
+        for f in fields(self):
+            if f.name not in ("t", "turn"):
+                value = getattr(self, f.name)
+                data[f.name] = round(value, 4) if isinstance(value, float) else value
+        return data
+
+
+@dataclass(frozen=True)
+class SpeechStart(Event):
+    """The user started speaking (t is the onset, before the start criterion)."""
+
+    type: ClassVar[str] = "speech_start"
+
+
+@dataclass(frozen=True)
+class SpeechEnd(Event):
+    """The user stopped speaking (t is the end of the last voiced frame)."""
+
+    type: ClassVar[str] = "speech_end"
+
+
+@dataclass(frozen=True)
+class EndOfTurn(Event):
+    """The endpointer decided the turn is over (t is the decision time)."""
+
+    type: ClassVar[str] = "end_of_turn"
+
+
+@dataclass(frozen=True)
+class AsrPartial(Event):
+    type: ClassVar[str] = "asr_partial"
+    text: str
+
+
+@dataclass(frozen=True)
+class AsrFinal(Event):
+    """The final transcript was available (can precede end_of_turn: speculation)."""
+
+    type: ClassVar[str] = "asr_final"
+    text: str
+
+
+@dataclass(frozen=True)
+class SpeculationDiscarded(Event):
+    """Speech resumed after a pause: work started on the pause is thrown away."""
+
+    type: ClassVar[str] = "speculation_discarded"
+    text: str
+
+
+@dataclass(frozen=True)
+class LlmFirstToken(Event):
+    type: ClassVar[str] = "llm_first_token"
+    text: str
+
+
+@dataclass(frozen=True)
+class LlmFirstClause(Event):
+    """The first clause of the reply was complete and handed to the TTS."""
+
+    type: ClassVar[str] = "llm_first_clause"
+    text: str
+
+
+@dataclass(frozen=True)
+class TtsFirstAudio(Event):
+    type: ClassVar[str] = "tts_first_audio"
+
+
+@dataclass(frozen=True)
+class PlaybackStart(Event):
+    """The first sample of the turn's reply reached the output."""
+
+    type: ClassVar[str] = "playback_start"
+
+
+@dataclass(frozen=True)
+class PlaybackEnd(Event):
+    """The last sample of the turn's reply left the output (or it was flushed)."""
+
+    type: ClassVar[str] = "playback_end"
+    played_s: float
+    """Seconds of reply audio actually played."""
+
+
+@dataclass(frozen=True)
+class TurnEnd(Event):
+    type: ClassVar[str] = "turn_end"
+    text: str
+    """The user's final transcript."""
+    reply: str
+    """What the assistant said (only what was played)."""
+    reason: str
+    """``answered``, ``no_speech`` (empty transcript), ``error``, ``shutdown``."""
+
+
+@dataclass(frozen=True)
+class ErrorEvent(Event):
+    type: ClassVar[str] = "error"
+    stage: str
+    text: str
+
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Synchronous fan-out of events to listeners, in publication order."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, event: Event) -> None:
+        logger.debug("event %s", event)
+        for listener in self._listeners:
+            listener(event)
+
+
+class JsonlEventLog:
+    """Writes one JSON object per event, flushed per line so nothing is lost."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def __call__(self, event: Event) -> None:
+        self._stream.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+
+def event_as_dict(event: Event) -> dict[str, object]:
+    return {"type": event.type, **asdict(event)}

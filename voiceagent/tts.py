@@ -1,0 +1,81 @@
+"""Speech synthesis: the ``Synthesizer`` protocol and its piper implementation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from voiceagent.config import TtsConfig
+from voiceagent.errors import ModelLoadError, StageError
+from voiceagent.gpu import cuda_available
+
+logger = logging.getLogger(__name__)
+
+
+class Synthesizer(Protocol):
+    sample_rate: int
+    """Hertz of the audio it produces."""
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        """Yield mono float32 audio in [-1, 1], one chunk per sentence. Blocking."""
+        ...
+
+
+class PiperSynthesizer:
+    def __init__(self, model_path: Path, cfg: TtsConfig) -> None:
+        import onnxruntime
+        from piper import PiperVoice, SynthesisConfig
+        from piper.config import PiperConfig
+
+        config_path = Path(f"{model_path}.json")
+        if not config_path.exists():
+            raise ModelLoadError(
+                f"piper voice config not found: {config_path}",
+                "a piper voice is an .onnx file with its .onnx.json beside it",
+            )
+        use_cuda = cfg.device == "cuda" or (
+            cfg.device == "auto" and cuda_available("onnxruntime")
+        )
+        # The session is built here rather than by PiperVoice.load so that the
+        # thread budget holds: on 2 cores, piper must not take both from the LLM.
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = cfg.threads
+        options.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else [
+            "CPUExecutionProvider"
+        ]
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                piper_config = PiperConfig.from_dict(json.load(f))
+            session = onnxruntime.InferenceSession(
+                str(model_path), sess_options=options, providers=providers
+            )
+        except Exception as err:
+            raise ModelLoadError(f"cannot load piper voice {model_path}: {err}") from err
+        import piper.voice
+
+        self._voice = PiperVoice(
+            config=piper_config,
+            session=session,
+            espeak_data_dir=Path(piper.voice.ESPEAK_DATA_DIR),
+        )
+        self._syn_config = SynthesisConfig(length_scale=cfg.length_scale)
+        self.sample_rate = piper_config.sample_rate
+        logger.info("TTS: %s at %d Hz", model_path.name, self.sample_rate)
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        try:
+            for chunk in self._voice.synthesize(text, syn_config=self._syn_config):
+                yield chunk.audio_float_array
+        except GeneratorExit:
+            raise
+        except Exception as err:
+            raise StageError("tts", str(err)) from err
+
+    def warm_up(self) -> None:
+        for _ in self.synthesize("Hello."):
+            pass

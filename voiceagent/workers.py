@@ -1,0 +1,103 @@
+"""One dedicated thread per model, bridged to asyncio.
+
+faster-whisper, llama.cpp and piper are synchronous and hand out lazy iterators.
+Each model gets its own single-thread executor so two models never queue behind
+each other, and ``stream`` pulls the iterator on that thread, pushing each item
+into the event loop as soon as it exists. Cancelling (or closing) the async
+iterator sets a flag that the thread checks between items, so a cancelled turn
+stops at the next token or sentence; a thread cannot be killed mid-item, which is
+why callers also drop late results by turn id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator, Callable, Iterable, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+class ModelWorker:
+    """A named single-thread executor for one model."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"va-{name}")
+        self._busy = 0
+
+    @property
+    def busy(self) -> bool:
+        """True while a job is queued or running on this worker."""
+        return self._busy > 0
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` on this worker's thread and await its result."""
+        loop = asyncio.get_running_loop()
+        self._busy += 1
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        finally:
+            self._busy -= 1
+
+    async def stream(self, make_iter: Callable[[], Iterable[T]]) -> AsyncIterator[T]:
+        """Iterate ``make_iter()`` on the worker thread, yielding items on the loop."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            iterator = None
+            try:
+                if stop.is_set():
+                    return  # cancelled while queued behind another job
+                iterator = iter(make_iter())
+                for item in iterator:
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                    if stop.is_set():
+                        break
+            except BaseException as err:  # re-raised on the loop side
+                loop.call_soon_threadsafe(queue.put_nowait, _Failure(err))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()  # let llama.cpp's generator clean up on this thread
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        self._busy += 1
+        future = loop.run_in_executor(self._executor, produce)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            self._busy -= 1
+            # Do not wait for the thread to notice: it finishes its current item
+            # on its own; the next job on this worker queues behind it anyway.
+            future.add_done_callback(_log_unexpected)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _log_unexpected(future: "asyncio.Future[None]") -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("worker thread failed", exc_info=future.exception())
