@@ -61,7 +61,9 @@ def test_none_is_portaudio_default(spec: str | None, fake_devices: list[DeviceIn
         ("analog", "input", 0),
     ],
 )
-def test_resolves(spec: str | int, kind: str, expected: int, fake_devices: list[DeviceInfo]) -> None:
+def test_resolves(
+    spec: str | int, kind: str, expected: int, fake_devices: list[DeviceInfo]
+) -> None:
     assert resolve_device(spec, kind) == expected  # type: ignore[arg-type]
 
 

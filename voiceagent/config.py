@@ -62,7 +62,7 @@ class VadConfig(_Section):
         60, ge=10, le=1000, description="voiced milliseconds that cancel a pause"
     )
     speculate_ms: int = Field(
-        200,
+        150,
         ge=0,
         le=5000,
         description="silence after which the final transcript is started speculatively",
@@ -92,7 +92,7 @@ class LlmConfig(_Section):
     )
     context_tokens: int = Field(2048, ge=256, le=131072)
     max_history_turns: int = Field(6, ge=0, le=100)
-    max_tokens: int = Field(40, ge=1, le=4096)
+    max_tokens: int = Field(60, ge=1, le=4096)
     max_sentences: int = Field(2, ge=1, le=50, description="reply is cut after this many")
     temperature: float = Field(0.1, ge=0, le=2)
     top_p: float = Field(0.9, gt=0, le=1)
@@ -105,7 +105,10 @@ class LlmConfig(_Section):
 class TtsConfig(_Section):
     model: Path = Path("models/piper-joe-medium/en_US-joe-medium.onnx")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(1, ge=1, le=64)
+    threads: int = Field(2, ge=1, le=64)
+    prioritize_first_clause: bool = Field(
+        True, description="hold the LLM while the first clause is synthesized"
+    )
     length_scale: float = Field(1.0, gt=0.2, le=4, description="larger is slower speech")
     first_clause_min_words: int = Field(
         3, ge=1, le=50, description="a comma ends the first clause once it has this many"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -289,10 +290,14 @@ class Conversation:
 
     async def _reply(self, turn: Turn) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        speak = asyncio.ensure_future(self._speak(turn, clauses))
+        # On a small CPU the first clause's synthesis is the critical path: the
+        # LLM holds while it runs, then both go on side by side.
+        llm_may_run = threading.Event()
+        llm_may_run.set()
+        speak = asyncio.ensure_future(self._speak(turn, clauses, llm_may_run))
         try:
             try:
-                await self._generate(turn, clauses)
+                await self._generate(turn, clauses, llm_may_run)
             finally:
                 clauses.put_nowait(None)
             await speak
@@ -300,6 +305,7 @@ class Conversation:
             logger.error("turn %d: %s", turn.id, err)
             turn.emit(ErrorEvent(self.clock.now(), turn.id, stage=err.stage, text=str(err)))
         finally:
+            llm_may_run.set()
             if not speak.done():
                 speak.cancel()
                 await asyncio.gather(speak, return_exceptions=True)
@@ -308,7 +314,9 @@ class Conversation:
             self._finish_turn(turn, self.clock.now(), reply="")
         # A speculative turn that is done generating is finished by _commit.
 
-    async def _generate(self, turn: Turn, clauses: asyncio.Queue[str | None]) -> None:
+    async def _generate(
+        self, turn: Turn, clauses: asyncio.Queue[str | None], llm_may_run: threading.Event
+    ) -> None:
         """Stream the LLM reply into clauses, stopping after max_sentences."""
         cfg = self.cfg
         messages = self.history.messages(cfg.llm.system_prompt, turn.user_text)
@@ -319,10 +327,12 @@ class Conversation:
             nonlocal first_clause
             if first_clause:
                 first_clause = False
+                if cfg.tts.prioritize_first_clause:
+                    llm_may_run.clear()
                 turn.emit(LlmFirstClause(self.clock.now(), turn.id, clause))
             clauses.put_nowait(clause)
 
-        stream = self.llm_worker.stream(lambda: self.chat.stream_chat(messages))
+        stream = self.llm_worker.stream(lambda: self.chat.stream_chat(messages), llm_may_run)
         try:
             async for piece in stream:
                 if not turn.reply:
@@ -332,12 +342,14 @@ class Conversation:
                     hand_over(clause)
                     if splitter.sentences >= cfg.llm.max_sentences:
                         return  # the small default model rambles: cut it here
-            for clause in splitter.flush():
+            for clause in splitter.flush(keep_unfinished=False):
                 hand_over(clause)
         finally:
             await stream.aclose()
 
-    async def _speak(self, turn: Turn, clauses: asyncio.Queue[str | None]) -> None:
+    async def _speak(
+        self, turn: Turn, clauses: asyncio.Queue[str | None], llm_may_run: threading.Event
+    ) -> None:
         first_audio = True
         synth = self.synthesizer
         while (clause := await clauses.get()) is not None:
@@ -347,10 +359,12 @@ class Conversation:
                 async for audio in stream:
                     if first_audio:
                         first_audio = False
+                        llm_may_run.set()
                         turn.emit(TtsFirstAudio(self.clock.now(), turn.id))
                     turn.deliver(resample(audio, synth.sample_rate, self.rate), text)
                     text = ""  # the clause's words belong to its first chunk
             finally:
+                llm_may_run.set()
                 await stream.aclose()
 
     def _enqueue(self, turn: int, audio: np.ndarray, text: str) -> None:

@@ -46,10 +46,21 @@ class ClauseSplitter:
             self._emit(piece, out)
         return out
 
-    def flush(self) -> list[str]:
-        """The rest of the reply, once the LLM is done."""
+    def flush(self, keep_unfinished: bool = True) -> list[str]:
+        """The rest of the reply, once the LLM is done.
+
+        With ``keep_unfinished=False`` a trailing fragment without a sentence end
+        is dropped if a whole sentence was already said: a reply cut by the token
+        limit sounds better ending on its last full sentence.
+        """
         out: list[str] = []
         piece, self._buf = self._buf, ""
+        if (
+            not keep_unfinished
+            and self.sentences > 0
+            and piece.rstrip()[-1:] not in _SENTENCE_END
+        ):
+            return out
         before = self.sentences
         self._emit(piece, out)
         if out and self.sentences == before:

@@ -46,8 +46,14 @@ class ModelWorker:
         finally:
             self._busy -= 1
 
-    async def stream(self, make_iter: Callable[[], Iterable[T]]) -> AsyncIterator[T]:
-        """Iterate ``make_iter()`` on the worker thread, yielding items on the loop."""
+    async def stream(
+        self, make_iter: Callable[[], Iterable[T]], resume: threading.Event | None = None
+    ) -> AsyncIterator[T]:
+        """Iterate ``make_iter()`` on the worker thread, yielding items on the loop.
+
+        While ``resume`` is cleared the thread holds before pulling the next item,
+        which lets a more urgent model (the first clause's TTS) have the CPU.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -58,8 +64,12 @@ class ModelWorker:
                 if stop.is_set():
                     return  # cancelled while queued behind another job
                 iterator = iter(make_iter())
-                for item in iterator:
-                    if stop.is_set():
+                while True:
+                    while resume is not None and not resume.wait(0.05):
+                        if stop.is_set():
+                            return
+                    item = next(iterator, _DONE)
+                    if item is _DONE or stop.is_set():
                         break
                     loop.call_soon_threadsafe(queue.put_nowait, item)
                     if stop.is_set():

@@ -66,6 +66,9 @@ class PacedDuplex:
         start = loop.time()
         k = 0
         ended_at: int | None = None
+        # Like a sound card, output has one block of latency: the block pulled
+        # after input block k was captured plays while block k+1 is captured.
+        self.sink.write(np.zeros(self.n, np.float32))
         while True:
             block = None if ended_at is not None else await self.source.read(self.n)
             if block is None:
@@ -92,7 +95,7 @@ class PacedDuplex:
             t = k * dur
             self.clock.advance(t + dur)
             for notice in notices:
-                handler.on_playback(notice, t + notice.offset / self.rate)
+                handler.on_playback(notice, t + dur + notice.offset / self.rate)
             handler.on_block(block, t)
             k += 1
         return k * dur
