@@ -31,9 +31,10 @@ class Transcriber(Protocol):
 
 
 # Whisper invents these on silence and noise; an utterance that is only one of
-# them is treated as no speech.
+# them is treated as no speech. ("Thank you." is also a favourite, but users say
+# it too, so it is left to the no-speech probability filter below.)
 _HALLUCINATIONS = frozenset(
-    {"", "you", "thank you", "thanks for watching", "bye", "okay", "so", "uh", "um"}
+    {"", "you", "thanks for watching", "thank you for watching", "uh", "um", "hmm"}
 )
 
 

@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except VoiceAgentError as err:
         print(f"voiceagent: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a path that cannot be opened, a closed pipe, ...
+        print(f"voiceagent: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("voiceagent: interrupted", file=sys.stderr)
         return 130

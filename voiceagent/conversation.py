@@ -303,6 +303,7 @@ class Conversation:
             await speak
         except StageError as err:
             logger.error("turn %d: %s", turn.id, err)
+            turn.failed = True
             turn.emit(ErrorEvent(self.clock.now(), turn.id, stage=err.stage, text=str(err)))
         finally:
             llm_may_run.set()
@@ -384,6 +385,8 @@ class Conversation:
             turn.commit()
         turn.state = TurnState.DONE
         self._turns.pop(turn.id, None)
+        if reason == "answered" and turn.failed and not reply:
+            reason = "error"
         if reason == "answered" and turn.user_text:
             self.history.add(Exchange(turn.id, turn.user_text, reply, interrupted))
         self.bus.publish(TurnEnd(t, turn.id, turn.user_text, reply, reason=reason))
@@ -408,6 +411,10 @@ class Conversation:
     async def aclose(self) -> None:
         """Cancel everything in flight and wait for it."""
         for turn in list(self._turns.values()):
+            if turn.state is TurnState.COMMITTED:
+                played = self.speaker.heard_text(turn.id)
+                self.speaker.flush(turn.id)
+                self._finish_turn(turn, self.clock.now(), played, interrupted=True, reason="shutdown")
             turn.cancel()
         tasks = list(self._tasks)
         for task in tasks:

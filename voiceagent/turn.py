@@ -42,6 +42,8 @@ class Turn:
     """Text generated so far (what was *heard* comes from the speaker)."""
     generation_done: bool = False
     had_audio: bool = False
+    failed: bool = False
+    """A model call failed while answering (the error event says which)."""
     _held_events: list[Event] = field(default_factory=list)
     _held_audio: list[tuple[np.ndarray, str]] = field(default_factory=list)
 

@@ -102,6 +102,12 @@ class Speaker:
         )
         del self._turns[turn]
 
+    def heard_text(self, turn: int) -> str:
+        """The text of what has been played of ``turn`` so far."""
+        with self._lock:
+            state = self._turns.get(turn)
+            return _heard(state) if state else ""
+
     @property
     def busy(self) -> bool:
         with self._lock:

@@ -1,0 +1,54 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voiceagent.config import Config, load_config
+from voiceagent.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_config_matches_defaults():
+    cfg = load_config(ROOT / "config.yaml")
+    defaults = Config(base_dir=ROOT)
+    assert cfg.model_dump() == defaults.model_dump()
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"'vad.trailing_silence': unknown key"):
+        load_config(write(tmp_path, "vad:\n  trailing_silence: 300\n"))
+
+
+def test_invalid_value_is_named_with_reason(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "vad:\n  aggressiveness: 7\n"))
+    assert "'vad.aggressiveness'" in str(err.value) and "7" in str(err.value)
+
+
+def test_relative_model_paths_resolve_against_the_config_dir(tmp_path):
+    cfg = load_config(write(tmp_path, "asr:\n  model: m/whisper\n"))
+    assert cfg.resolve(cfg.asr.model) == (tmp_path / "m/whisper").resolve()
+
+
+def test_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "vad: [\n"))
+
+
+def test_cli_exits_2_with_one_line_naming_the_key(tmp_path):
+    cfg = write(tmp_path, "llm:\n  temprature: 0.5\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "voiceagent", "run", "-c", str(cfg), "-i", "x.wav", "-o", "y.wav"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "llm.temprature" in lines[0] and "unknown key" in lines[0]
