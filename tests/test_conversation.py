@@ -10,26 +10,11 @@ import pytest
 from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
 from voiceagent.audio.duplex import PacedDuplex
 from voiceagent.audio.speaker import Speaker
-from voiceagent.audio.streams import ArrayInput
+from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.clock import ManualClock
 from voiceagent.config import Config
 from voiceagent.conversation import Conversation
 from voiceagent.events import EventBus
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.blocks: list[np.ndarray] = []
-
-    def write(self, block: np.ndarray) -> None:
-        self.blocks.append(block.copy())
-
-    def close(self) -> None:
-        pass
-
-    @property
-    def audio(self) -> np.ndarray:
-        return np.concatenate(self.blocks)
 
 
 class SlowInput(ArrayInput):
@@ -49,7 +34,7 @@ def converse(audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, 
     speaker = Speaker(16000)
     chat = chat or FakeChat()
     conv = Conversation(cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock)
-    rec = Recorder()
+    rec = MemoryOutput()
     driver = PacedDuplex(SlowInput(audio), rec, speaker, clock, 320, realtime=False)
 
     async def go():

@@ -68,7 +68,7 @@ class VadConfig(_Section):
         description="silence after which the final transcript is started speculatively",
     )
     trailing_silence_ms: int = Field(
-        650, ge=50, le=10000, description="silence that ends the user's turn"
+        750, ge=50, le=10000, description="silence that ends the user's turn"
     )
     max_utterance_s: float = Field(20.0, gt=1, le=120, description="seconds")
 

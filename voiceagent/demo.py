@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from voiceagent.app import Models, event_sinks, load_models, run_paced
-from voiceagent.audio.streams import ArrayInput, read_wav
+from voiceagent.audio.streams import ArrayInput, MemoryOutput, read_wav
 from voiceagent.config import Config
 from voiceagent.errors import VoiceAgentError
 from voiceagent.metrics import format_table
@@ -54,19 +54,6 @@ def user_side(rate: int, questions: tuple[str, ...] = QUESTIONS) -> np.ndarray:
     return np.concatenate(parts)
 
 
-class _Recorder:
-    """Collects the speaker signal so it can be mixed with the user's voice."""
-
-    def __init__(self) -> None:
-        self.blocks: list[np.ndarray] = []
-
-    def write(self, block: np.ndarray) -> None:
-        self.blocks.append(block.copy())
-
-    def close(self) -> None:
-        pass
-
-
 def run_demo(cfg: Config, output: Path, events_path: str | None) -> int:
     import soundfile
 
@@ -79,10 +66,10 @@ def run_demo(cfg: Config, output: Path, events_path: str | None) -> int:
         "of audio, played in real time:",
         file=sys.stderr,
     )
-    recorder = _Recorder()
+    recorder = MemoryOutput()
     with event_sinks(events_path) as (bus, tracker):
         asyncio.run(run_paced(cfg, models, ArrayInput(user), recorder, bus))
-    reply = np.concatenate(recorder.blocks) if recorder.blocks else np.zeros(0, np.float32)
+    reply = recorder.audio
     mix = np.zeros(max(reply.size, user.size), np.float32)
     mix[: user.size] += user
     mix[: reply.size] += reply

@@ -167,6 +167,23 @@ class PcmOutput:
             pass  # the reader went away at the very end: nothing left to lose
 
 
+class MemoryOutput:
+    """Keeps the speaker signal in memory (the demo's mix, tests)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[np.ndarray] = []
+
+    def write(self, block: np.ndarray) -> None:
+        self.blocks.append(block.copy())
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
+
+
 class NullOutput:
     def write(self, block: np.ndarray) -> None:
         pass
