@@ -51,6 +51,10 @@ class FakeChat:
             yield word + " "
 
 
+    def prefill(self, messages: list[dict[str, str]]) -> None:
+        self.prefilled = messages
+
+
 class FakeSynth:
     sample_rate = 16000
 

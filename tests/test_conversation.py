@@ -137,3 +137,10 @@ def test_history_is_sent_to_the_model():
     last = chat.seen[-1]
     assert last[0]["role"] == "system"
     assert [m["role"] for m in last[1:]] == ["user", "assistant", "user"]
+
+
+def test_next_turn_prefix_is_prefilled_after_each_turn():
+    chat = FakeChat()
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(3.0)])
+    converse(audio, chat=chat)
+    assert [m["role"] for m in chat.prefilled] == ["system", "user", "assistant"]

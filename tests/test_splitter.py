@@ -53,3 +53,10 @@ def test_sentence_count_drives_the_max_sentences_cut():
     s = ClauseSplitter()
     s.push("One. Two! Three? ")
     assert s.sentences == 3
+
+
+def test_a_long_first_sentence_is_cut_after_max_words():
+    s = ClauseSplitter(first_min_words=3, min_words=6, first_max_words=5)
+    assert s.push("The best breakfast for you depends on your") == ["The best breakfast for you"]
+    assert s.push(" preferences. ") == ["depends on your preferences."]
+    assert s.sentences == 1

@@ -62,7 +62,7 @@ class VadConfig(_Section):
         60, ge=10, le=1000, description="voiced milliseconds that cancel a pause"
     )
     speculate_ms: int = Field(
-        150,
+        100,
         ge=0,
         le=5000,
         description="silence after which the final transcript is started speculatively",
@@ -91,7 +91,7 @@ class LlmConfig(_Section):
         "You are a helpful voice assistant. Give short, direct answers."
     )
     context_tokens: int = Field(2048, ge=256, le=131072)
-    max_history_turns: int = Field(6, ge=0, le=100)
+    max_history_turns: int = Field(3, ge=0, le=100)
     max_tokens: int = Field(60, ge=1, le=4096)
     max_sentences: int = Field(2, ge=1, le=50, description="reply is cut after this many")
     temperature: float = Field(0.1, ge=0, le=2)
@@ -112,6 +112,9 @@ class TtsConfig(_Section):
     length_scale: float = Field(1.0, gt=0.2, le=4, description="larger is slower speech")
     first_clause_min_words: int = Field(
         3, ge=1, le=50, description="a comma ends the first clause once it has this many"
+    )
+    first_clause_max_words: int = Field(
+        8, ge=0, le=100, description="cut the first clause at a word after this many (0: never)"
     )
     clause_min_words: int = Field(6, ge=1, le=100)
 

@@ -321,7 +321,9 @@ class Conversation:
         """Stream the LLM reply into clauses, stopping after max_sentences."""
         cfg = self.cfg
         messages = self.history.messages(cfg.llm.system_prompt, turn.user_text)
-        splitter = ClauseSplitter(cfg.tts.first_clause_min_words, cfg.tts.clause_min_words)
+        splitter = ClauseSplitter(
+            cfg.tts.first_clause_min_words, cfg.tts.clause_min_words, cfg.tts.first_clause_max_words
+        )
         first_clause = True
 
         def hand_over(clause: str) -> None:
@@ -368,6 +370,12 @@ class Conversation:
                 llm_may_run.set()
                 await stream.aclose()
 
+    async def _prefill(self, prefix: list[dict[str, str]]) -> None:
+        try:
+            await self.llm_worker.call(self.chat.prefill, prefix)
+        except StageError as err:  # only an optimisation; the next turn will say more
+            logger.warning("LLM prefill failed: %s", err)
+
     def _enqueue(self, turn: int, audio: np.ndarray, text: str) -> None:
         self.speaker.enqueue(turn, audio, text)
 
@@ -389,6 +397,8 @@ class Conversation:
             reason = "error"
         if reason == "answered" and turn.user_text:
             self.history.add(Exchange(turn.id, turn.user_text, reply, interrupted))
+            prefix = self.history.prefix(self.cfg.llm.system_prompt)
+            self._spawn(self._prefill(prefix))
         self.bus.publish(TurnEnd(t, turn.id, turn.user_text, reply, reason=reason))
 
     # ------------------------------------------------------------ lifecycle

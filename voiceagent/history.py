@@ -37,6 +37,12 @@ class History:
 
     def messages(self, system_prompt: str, user_text: str) -> list[dict[str, str]]:
         """Chat messages for a new user turn: system, history, then the new text."""
+        messages = self.prefix(system_prompt)
+        messages.append({"role": "user", "content": user_text})
+        return messages
+
+    def prefix(self, system_prompt: str) -> list[dict[str, str]]:
+        """System prompt and history: what every next turn's prompt starts with."""
         messages = [{"role": "system", "content": system_prompt}]
         for ex in self._exchanges:
             messages.append({"role": "user", "content": ex.user})
@@ -44,5 +50,4 @@ class History:
             reply = ex.assistant + (" -" if ex.interrupted else "")
             if reply.strip():
                 messages.append({"role": "assistant", "content": reply.strip()})
-        messages.append({"role": "user", "content": user_text})
         return messages

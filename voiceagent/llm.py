@@ -19,6 +19,10 @@ class ChatModel(Protocol):
         """Yield pieces of the reply as they are generated. Blocking; use a worker."""
         ...
 
+    def prefill(self, messages: list[dict[str, str]]) -> None:
+        """Evaluate the prompt prefix of the next turn (system prompt and history)."""
+        ...
+
 
 class LlamaChatModel:
     """A GGUF chat model through llama-cpp-python, with the chat template from the file.
@@ -73,6 +77,17 @@ class LlamaChatModel:
             raise
         except Exception as err:
             raise StageError("llm", str(err)) from err
+
+    def prefill(self, messages: list[dict[str, str]]) -> None:
+        """Put the next turn's prefix in the KV cache while nobody is waiting.
+
+        When the bounded history slides, the whole history after the system
+        prompt changes and would be re-evaluated on the user's time (over a
+        second with six turns on 2 cores). An empty user message renders the
+        same tokens as the real one up to its text, so the next turn reuses them.
+        """
+        for _ in self.stream_chat([*messages, {"role": "user", "content": ""}]):
+            break
 
     def warm_up(self, system_prompt: str) -> float:
         """Evaluate the system prompt once so its KV cache is reused. Returns seconds."""

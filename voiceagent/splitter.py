@@ -30,9 +30,11 @@ def clean_for_speech(text: str) -> str:
 
 
 class ClauseSplitter:
-    def __init__(self, first_min_words: int = 3, min_words: int = 6) -> None:
+    def __init__(self, first_min_words: int = 3, min_words: int = 6, first_max_words: int = 0) -> None:
         self.first_min_words = first_min_words
         self.min_words = min_words
+        self.first_max_words = first_max_words
+        """Cut the first clause at a word boundary after this many words (0: never)."""
         self.sentences = 0
         """Sentences completed so far (for the max-sentences cut)."""
         self._buf = ""
@@ -91,6 +93,11 @@ class ClauseSplitter:
                 return i + 1
             if ch in _CLAUSE_END and len(buf[:i].split()) >= min_words:
                 return i + 1
+        if self._emitted == 0 and self.first_max_words:
+            # A long first sentence would keep the user waiting for all of it.
+            words = list(re.finditer(r"\S+\s", buf))
+            if len(words) >= self.first_max_words:
+                return words[self.first_max_words - 1].end()
         return None
 
     @staticmethod
