@@ -75,9 +75,9 @@ def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 
     rate = cfg.audio.sample_rate
     source = open_input(args.input, rate, cfg.audio.pcm)  # fails fast on a bad file
-    models = load_models(cfg)
-    sink = open_output(args.output, rate, cfg.audio.pcm)
-    with event_sinks(args.events) as (bus, tracker):
+    with event_sinks(args.events) as (bus, tracker):  # and on an unwritable log
+        models = load_models(cfg)
+        sink = open_output(args.output, rate, cfg.audio.pcm)
         seconds = asyncio.run(run_paced(cfg, models, source, sink, bus))
     print(f"ran {seconds:.1f} s of audio", file=sys.stderr)
     print(format_table(tracker.answered()), file=sys.stderr)
@@ -91,8 +91,8 @@ def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
 
     in_dev = resolve_device(args.input_device or cfg.audio.input_device, "input")
     out_dev = resolve_device(args.output_device or cfg.audio.output_device, "output")
-    models = load_models(cfg)
     with event_sinks(args.events) as (bus, tracker):
+        models = load_models(cfg)
         asyncio.run(
             run_device(
                 cfg, models, in_dev, out_dev, bus, args.duration,
