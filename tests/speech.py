@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +29,10 @@ def require_models() -> None:
 
 
 def say(text: str, rate: int = 22050) -> np.ndarray:
-    exe = require_espeak()
-    proc = subprocess.run([exe, "-v", "en-us+m3", "-s", "160", "--stdout", text],
-                          capture_output=True, check=True)
-    import io
-    audio, file_rate = soundfile.read(io.BytesIO(proc.stdout), dtype="float32")
-    from voiceagent.audio.convert import resample
+    from voiceagent.demo import espeak
 
-    return 0.7 * resample(audio, file_rate, rate)
+    require_espeak()
+    return 0.7 * espeak(text, rate, voice="en-us+m3", wpm=160)
 
 
 def conversation_wav(path: Path, parts: list[str | float], rate: int = 22050, channels: int = 2) -> list[tuple[float, float]]:
