@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Callable, ClassVar, TextIO
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,3 @@ class JsonlEventLog:
     def __call__(self, event: Event) -> None:
         self._stream.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
         self._stream.flush()
-
-
-def event_as_dict(event: Event) -> dict[str, object]:
-    return {"type": event.type, **asdict(event)}

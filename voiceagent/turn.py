@@ -47,10 +47,6 @@ class Turn:
     _held_events: list[Event] = field(default_factory=list)
     _held_audio: list[tuple[np.ndarray, str]] = field(default_factory=list)
 
-    @property
-    def live(self) -> bool:
-        return self.state in (TurnState.SPECULATIVE, TurnState.COMMITTED)
-
     def emit(self, event: Event) -> None:
         if self.state is TurnState.COMMITTED or self.state is TurnState.DONE:
             self.publish(event)

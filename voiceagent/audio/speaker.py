@@ -113,10 +113,6 @@ class Speaker:
         with self._lock:
             return bool(self._queue) or any(not s.finished for s in self._turns.values())
 
-    def is_playing(self) -> bool:
-        with self._lock:
-            return bool(self._queue)
-
     def pull(self, n: int) -> tuple[np.ndarray, list[PlaybackNotice]]:
         """The next ``n`` samples to play (silence where none is queued)."""
         out = np.zeros(n, dtype=np.float32)
