@@ -35,12 +35,17 @@ def say(text: str, rate: int = 22050) -> np.ndarray:
     return 0.7 * espeak(text, rate, voice="en-us+m3", wpm=160)
 
 
-def conversation_wav(path: Path, parts: list[str | float], rate: int = 22050, channels: int = 2) -> list[tuple[float, float]]:
-    """Write speech and silences (seconds) to ``path``; returns each speech (start, end) in seconds."""
+def conversation_wav(
+    path: Path, parts: list[str | float | np.ndarray], rate: int = 22050, channels: int = 2
+) -> list[tuple[float, float]]:
+    """Write speech, silences (seconds) and raw audio (at ``rate``) to ``path``.
+
+    Returns each speech and raw part's (start, end) in seconds.
+    """
     chunks, spans, t = [], [], 0.0
     for part in parts:
-        if isinstance(part, str):
-            audio = say(part, rate)
+        if isinstance(part, (str, np.ndarray)):
+            audio = say(part, rate) if isinstance(part, str) else part.astype(np.float32)
             # espeak's own leading/trailing silence does not count as speech
             loud = np.flatnonzero(np.abs(audio) > 0.02)
             spans.append((t + loud[0] / rate, t + (loud[-1] + 1) / rate))

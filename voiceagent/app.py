@@ -19,6 +19,13 @@ from typing import Callable, Iterator, TextIO
 
 from voiceagent.asr import Transcriber, WhisperTranscriber
 from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
+from voiceagent.audio.echo import (
+    EchoCanceller,
+    EchoSpec,
+    NoEchoCanceller,
+    RoomEcho,
+    WebRtcEchoCanceller,
+)
 from voiceagent.audio.speaker import Speaker
 from voiceagent.audio.streams import BlockInput, BlockOutput
 from voiceagent.clock import TimelineClock
@@ -29,7 +36,7 @@ from voiceagent.llm import ChatModel, LlamaChatModel
 from voiceagent.metrics import LatencyTracker
 from voiceagent.model_store import missing_model_error
 from voiceagent.tts import PiperSynthesizer, Synthesizer
-from voiceagent.vad import WebRtcVad
+from voiceagent.vad import SileroVad, WebRtcVad
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +122,22 @@ def build_conversation(cfg: Config, models: Models, bus: EventBus) -> tuple[Conv
     clock = TimelineClock()
     speaker = Speaker(cfg.audio.sample_rate, cfg.audio.output_gain_db)
     vad = WebRtcVad(cfg.vad.aggressiveness, cfg.audio.sample_rate, cfg.vad.frame_ms)
-    conv = Conversation(cfg, vad, models.transcriber, models.chat, models.synthesizer, speaker, bus, clock)
+    second_stage = None
+    if cfg.barge_in.enabled and cfg.barge_in.second_stage == "silero":
+        second_stage = SileroVad(cfg.audio.sample_rate)
+    conv = Conversation(
+        cfg, vad, models.transcriber, models.chat, models.synthesizer, speaker, bus, clock,
+        second_stage=second_stage,
+    )
     return conv, speaker, clock
+
+
+def make_echo_canceller(cfg: Config, known_delay_ms: int = 0) -> EchoCanceller:
+    """The configured canceller; ``known_delay_ms`` is used when the delay is ``auto``."""
+    if cfg.echo.canceller == "none":
+        return NoEchoCanceller()
+    delay = known_delay_ms if cfg.echo.delay_ms == "auto" else cfg.echo.delay_ms
+    return WebRtcEchoCanceller(cfg.audio.sample_rate, delay_ms=delay)
 
 
 def block_samples(cfg: Config) -> int:
@@ -130,10 +151,21 @@ async def run_paced(
     sink: BlockOutput,
     bus: EventBus,
     realtime: bool = True,
+    echo: EchoSpec | None = None,
 ) -> float:
-    """Run a conversation over a file/pipe input until it has ended and been answered."""
+    """Run a conversation over a file/pipe input until it has ended and been answered.
+
+    With ``echo``, the output is mixed back into the input through a simulated room.
+    """
     conv, speaker, clock = build_conversation(cfg, models, bus)
-    driver = PacedDuplex(source, sink, speaker, clock, block_samples(cfg), realtime=realtime)
+    room = RoomEcho(echo.delay_ms, echo.gain_db, cfg.audio.sample_rate) if echo else None
+    driver = PacedDuplex(
+        source, sink, speaker, clock, block_samples(cfg), realtime=realtime,
+        # A file's output block plays exactly while the next input block is
+        # read, so the only delay the canceller does not know is the room's.
+        echo_canceller=make_echo_canceller(cfg, known_delay_ms=0),
+        room=room,
+    )
     try:
         return await driver.run(conv)
     finally:
@@ -158,7 +190,11 @@ async def run_device(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     timer = loop.call_later(duration, stop.set) if duration else None
-    driver = DeviceDuplex(speaker, clock, block_samples(cfg), input_device, output_device)
+    driver = DeviceDuplex(
+        speaker, clock, block_samples(cfg), input_device, output_device,
+        echo_canceller=make_echo_canceller(cfg),
+        echo_delay_ms=None if cfg.echo.delay_ms == "auto" else cfg.echo.delay_ms,
+    )
     if on_ready is not None:
         on_ready()
     try:

@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", "-i", required=True, help="WAV file, or - for raw PCM on stdin")
     run.add_argument("--output", "-o", required=True, help="WAV file, or - for raw PCM on stdout")
     run.add_argument("--events", "-e", help="write events as JSON lines to this file")
+    run.add_argument(
+        "--echo",
+        metavar="DELAY_MS:GAIN_DB",
+        type=_echo_spec,
+        help="mix the program's own output back into its input after DELAY_MS through "
+        "a short room response at GAIN_DB, e.g. 40:-6 (tries echo cancellation)",
+    )
 
     talk = with_config(sub.add_parser("talk", help="live conversation on the sound devices"))
     talk.add_argument("--events", "-e", help="write events as JSON lines to this file")
@@ -51,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _echo_spec(text: str):  # type: ignore[no-untyped-def]
+    from voiceagent.audio.echo import parse_echo_spec
+
+    try:
+        return parse_echo_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _setup_logging(verbose: int, cfg: Config | None) -> None:
     level = logging.WARNING
     if cfg is not None:
@@ -71,23 +87,25 @@ def _models_dir(args: argparse.Namespace) -> Path:
 def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     from voiceagent.app import event_sinks, load_models, run_paced
     from voiceagent.audio.streams import open_input, open_output
-    from voiceagent.metrics import format_table
+    from voiceagent.metrics import format_barge_ins, format_table
 
     rate = cfg.audio.sample_rate
     source = open_input(args.input, rate, cfg.audio.pcm)  # fails fast on a bad file
     with event_sinks(args.events) as (bus, tracker):  # and on an unwritable log
         models = load_models(cfg)
         sink = open_output(args.output, rate, cfg.audio.pcm)
-        seconds = asyncio.run(run_paced(cfg, models, source, sink, bus))
+        seconds = asyncio.run(run_paced(cfg, models, source, sink, bus, echo=args.echo))
     print(f"ran {seconds:.1f} s of audio", file=sys.stderr)
     print(format_table(tracker.answered()), file=sys.stderr)
+    if tracker.barge_ins:
+        print(format_barge_ins(tracker.barge_ins), file=sys.stderr)
     return 0
 
 
 def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
     from voiceagent.app import event_sinks, load_models, run_device
     from voiceagent.audio.devices import resolve_device
-    from voiceagent.metrics import format_table
+    from voiceagent.metrics import format_barge_ins, format_table
 
     in_dev = resolve_device(args.input_device or cfg.audio.input_device, "input")
     out_dev = resolve_device(args.output_device or cfg.audio.output_device, "output")
@@ -100,6 +118,8 @@ def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
             )
         )
     print(format_table(tracker.answered()), file=sys.stderr)
+    if tracker.barge_ins:
+        print(format_barge_ins(tracker.barge_ins), file=sys.stderr)
     return 0
 
 

@@ -125,6 +125,70 @@ class TurnConfig(_Section):
     )
 
 
+class EchoConfig(_Section):
+    """Acoustic echo cancellation of the assistant's own voice in the microphone."""
+
+    canceller: Literal["webrtc", "none"] = Field(
+        "webrtc", description="WebRTC AEC3; 'none' when using headphones"
+    )
+    delay_ms: int | Literal["auto"] = Field(
+        "auto",
+        description="milliseconds from playing a sample to its echo in the input, beyond "
+        "what the driver knows; auto: the sound card's reported latency (0 for files)",
+    )
+
+    @field_validator("delay_ms")
+    @classmethod
+    def _delay_range(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 1000:
+            raise ValueError("must be 0..1000 milliseconds or 'auto'")
+        return v
+
+
+DEFAULT_BACKCHANNELS = (
+    "mm, mhm, mmhm, mm-hmm, hmm, hm, uh-huh, uh, huh, um, ah, aha, oh, yeah, yes, yep, yup, "
+    "right, okay, ok, sure, alright, i see, got it, cool, nice, wow, true, exactly, i know"
+).split(", ")
+
+
+class BargeInConfig(_Section):
+    """Interrupting the assistant by talking over it."""
+
+    enabled: bool = Field(True, description="false: speech during a reply waits its turn")
+    on_onset: Literal["pause", "duck", "none"] = Field(
+        "pause",
+        description="what the reply does at the onset of suspected user speech, until the "
+        "interruption is confirmed (then it stops) or rejected (then it goes on)",
+    )
+    duck_db: float = Field(-20.0, ge=-60, le=0, description="decibels, for on_onset: duck")
+    min_speech_ms: int = Field(
+        200, ge=0, le=2000, description="suspected speech shorter than this is noise"
+    )
+    confirm_ms: int = Field(
+        1000,
+        ge=100,
+        le=5000,
+        description="voiced milliseconds that confirm an interruption before any words "
+        "are recognized (shorter ones are judged by their transcript)",
+    )
+    second_stage: Literal["silero", "none"] = Field(
+        "silero", description="a second VAD that must agree before speech over a reply counts "
+        "towards min_speech_ms and confirm_ms"
+    )
+    speech_threshold: float = Field(0.5, ge=0, le=1, description="Silero probability")
+    echo_margin_db: float = Field(
+        -25.0,
+        ge=-80,
+        le=20,
+        description="input quieter than the reply's own level plus this is taken as echo",
+    )
+    backchannels: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BACKCHANNELS),
+        description="words and phrases that, alone or repeated, acknowledge rather than "
+        "interrupt",
+    )
+
+
 class Config(_Section):
     audio: AudioConfig = AudioConfig()
     vad: VadConfig = VadConfig()
@@ -132,6 +196,8 @@ class Config(_Section):
     llm: LlmConfig = LlmConfig()
     tts: TtsConfig = TtsConfig()
     turn: TurnConfig = TurnConfig()
+    echo: EchoConfig = EchoConfig()
+    barge_in: BargeInConfig = BargeInConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     base_dir: Path = Field(Path("."), exclude=True, description="set by the loader")
 

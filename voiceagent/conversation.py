@@ -11,12 +11,21 @@ too, as a speculative turn. When the endpointer confirms the end of the turn
 (``vad.trailing_silence_ms``), the turn is committed and its audio, usually ready
 by then, plays at once. If the user goes on speaking, the speculative work is
 thrown away and done again at the next pause.
+
+Full duplex: it keeps listening while it speaks. User speech that starts over a
+reply (judged by ``bargein``: a second-stage VAD and the echo level must agree)
+pauses the reply at once; it is then either confirmed as an interruption (the
+reply's turn is cancelled, its queued audio flushed, the history keeps what was
+played) and answered as the next turn, or rejected as noise, a backchannel or
+echo, and the reply resumes where it paused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +35,14 @@ import numpy as np
 from voiceagent.asr import Transcriber, is_probably_noise
 from voiceagent.audio.convert import resample
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
+from voiceagent.bargein import (
+    BargeInSettings,
+    Verdict,
+    confirms_by_duration,
+    counts_as_speech,
+    is_user_speech,
+    judge,
+)
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.endpointer import Decision, Endpointer, EndpointerSettings
@@ -33,6 +50,9 @@ from voiceagent.errors import StageError
 from voiceagent.events import (
     AsrFinal,
     AsrPartial,
+    BargeIn,
+    BargeInRejected,
+    BargeInSuspected,
     EndOfTurn,
     ErrorEvent,
     Event,
@@ -52,7 +72,7 @@ from voiceagent.llm import ChatModel
 from voiceagent.splitter import ClauseSplitter
 from voiceagent.tts import Synthesizer
 from voiceagent.turn import Turn, TurnState
-from voiceagent.vad import SpeechDetector
+from voiceagent.vad import SpeechDetector, SpeechProbability
 from voiceagent.workers import ModelWorker
 
 logger = logging.getLogger(__name__)
@@ -73,6 +93,27 @@ class _Utterance:
     last_partial_at: float = 0.0
     last_partial_text: str = ""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    ignored: str | None = None
+    """Set to the verdict when it was said over a reply and is not an interruption."""
+
+
+class _Suspicion(enum.Enum):
+    OPEN = "open"
+    """The reply is paused (or ducked) until the speech is judged."""
+    REJECTED = "rejected"
+    CONFIRMED = "confirmed"
+
+
+@dataclass
+class _BargeIn:
+    """An utterance that started while a reply was playing (or about to)."""
+
+    utt: _Utterance
+    replies: list[int]
+    """The turns whose replies it talks over."""
+    state: _Suspicion = _Suspicion.OPEN
+    voiced_ms: int = 0
+    """Milliseconds of it that passed the barge-in speech gate."""
 
 
 class Conversation:
@@ -86,6 +127,7 @@ class Conversation:
         speaker: Speaker,
         bus: EventBus,
         clock: Clock,
+        second_stage: SpeechProbability | None = None,
     ) -> None:
         self.cfg = cfg
         self.vad = vad
@@ -124,6 +166,19 @@ class Conversation:
         self._turns: dict[int, Turn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pre_roll_frames = pre_roll
+        bi = cfg.barge_in
+        self.barge_in = BargeInSettings(
+            min_speech_ms=bi.min_speech_ms,
+            confirm_ms=bi.confirm_ms,
+            speech_threshold=bi.speech_threshold,
+            echo_margin_db=bi.echo_margin_db,
+            backchannels=tuple(bi.backchannels),
+        )
+        self.second_stage = second_stage
+        self._gating = False
+        self._suspicion: _BargeIn | None = None
+        self._paused_at: dict[int, float] = {}
+        """Turn -> when its output was paused (the real stop, if it never resumes)."""
 
     # ------------------------------------------------------------------ input
 
@@ -136,15 +191,21 @@ class Conversation:
             and not self._turns
             and not self._tasks
             and not self.speaker.busy
+            and self._suspicion is None
         )
 
     def on_block(self, block: np.ndarray, t: float) -> None:
-        """One VAD frame of input captured at ``t`` seconds."""
-        is_speech = self.vad.is_speech(block)
+        """One VAD frame of input captured at ``t`` seconds (after echo cancellation)."""
+        is_speech, agreed = self._gate(block, self.vad.is_speech(block))
         self._recent.append(block)
         if self._utt is not None and not self._utt.ended:
             self._utt.frames.append(block)
         decision = self.endpointer.push(is_speech)
+        sus = self._suspicion
+        if sus is not None and is_speech and agreed and sus.utt is self._utt:
+            sus.voiced_ms += self.cfg.vad.frame_ms
+            if sus.state is _Suspicion.OPEN and confirms_by_duration(sus.voiced_ms, self.barge_in):
+                self._confirm_barge_in(sus)
         match decision:
             case Decision.START:
                 self._on_start()
@@ -160,12 +221,121 @@ class Conversation:
 
     def on_playback(self, notice: PlaybackNotice, t: float) -> None:
         turn = self._turns.get(notice.turn)
-        if notice.kind == "start":
-            self.bus.publish(PlaybackStart(t, notice.turn))
-            return
+        match notice.kind:
+            case "start":
+                self.bus.publish(PlaybackStart(t, notice.turn))
+                return
+            case "pause":
+                self._paused_at[notice.turn] = t
+                return
+            case "resume":
+                self._paused_at.pop(notice.turn, None)
+                return
+        # A flushed turn went quiet when it was paused, not when it was dropped.
+        t = self._paused_at.pop(notice.turn, t) if notice.flushed else t
         self.bus.publish(PlaybackEnd(t, notice.turn, played_s=notice.played_samples / self.rate))
         if turn is not None:
-            self._finish_turn(turn, t, reply=notice.heard, interrupted=notice.flushed)
+            self._finish_turn(
+                turn,
+                t,
+                reply=notice.heard,
+                interrupted=notice.flushed,
+                reason="interrupted" if notice.flushed else "answered",
+            )
+
+    # ------------------------------------------------------------- barge-in
+
+    def _replying(self) -> list[int]:
+        """Turns whose reply is playing or about to (committed, not done)."""
+        return [t.id for t in self._turns.values() if t.state is TurnState.COMMITTED]
+
+    def _gate(self, block: np.ndarray, vad: bool) -> tuple[bool, bool]:
+        """Is this frame speech, and does the second stage agree? (see ``bargein``)
+
+        Outside replies it is webrtcvad's verdict alone; during one, frames that
+        do not stand out of the echo are not speech.
+        """
+        if not self.cfg.barge_in.enabled or (self._suspicion is None and not self._replying()):
+            self._gating = False
+            return vad, True
+        if not self._gating and self.second_stage is not None:
+            self.second_stage.reset()  # its state is from long ago
+        self._gating = True
+        prob = self.second_stage.probability(block) if self.second_stage is not None else None
+        rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64)))) if block.size else 0.0
+        level_db = 20 * math.log10(max(rms, 1e-9))
+        speech = is_user_speech(vad, level_db, self.speaker.echo_level_db(), self.barge_in)
+        return speech, counts_as_speech(prob, self.barge_in)
+
+    def _disturb(self) -> None:
+        """Pause or duck the output while an interruption is being judged."""
+        match self.cfg.barge_in.on_onset:
+            case "pause":
+                self.speaker.hold()
+            case "duck":
+                self.speaker.duck(self.cfg.barge_in.duck_db)
+
+    def _undisturb(self) -> None:
+        self.speaker.release()
+        self.speaker.duck(0.0)
+
+    def _suspect(self, utt: _Utterance) -> None:
+        replies = self._replying()
+        if not replies:
+            return
+        if self._suspicion is None or self._suspicion.utt is not utt:
+            self._suspicion = _BargeIn(utt, replies)
+        self._suspicion.state = _Suspicion.OPEN
+        utt.ignored = None
+        self._disturb()
+        self.bus.publish(BargeInSuspected(self.clock.now(), replies[0], by_turn=utt.turn))
+
+    def _confirm_barge_in(self, sus: _BargeIn) -> None:
+        """Stop the replies for good: no more tokens, no queued audio, quiet now."""
+        sus.state = _Suspicion.CONFIRMED
+        now = self.clock.now()
+        for turn_id in sus.replies:
+            turn = self._turns.get(turn_id)
+            if turn is None or turn.state is not TurnState.COMMITTED:
+                continue  # it ended on its own meanwhile
+            heard = self.speaker.heard_text(turn_id)
+            played = self.speaker.flush(turn_id)
+            turn.cancel()
+            self.bus.publish(
+                BargeIn(now, turn_id, by_turn=sus.utt.turn, played_s=played / self.rate, heard=heard)
+            )
+            if played == 0:  # nothing was audible, so no end notice will come
+                self._finish_turn(turn, now, reply="", interrupted=True, reason="interrupted")
+            # else: on_playback finishes it when the output has gone quiet
+        self._undisturb()
+        logger.info("turn %d interrupted by turn %d", sus.replies[0], sus.utt.turn)
+
+    def _reject_barge_in(self, sus: _BargeIn, verdict: Verdict, text: str) -> None:
+        """Not an interruption: the reply resumes where it paused."""
+        sus.state = _Suspicion.REJECTED
+        sus.utt.ignored = verdict.value
+        self._undisturb()
+        self.bus.publish(
+            BargeInRejected(self.clock.now(), sus.replies[0], sus.utt.turn, verdict.value, text)
+        )
+
+    def _judge(self, utt: _Utterance, text: str) -> None:
+        sus = self._suspicion
+        if sus is None or sus.utt is not utt or sus.state is not _Suspicion.OPEN:
+            return
+        played = " ".join(self._turns[t].reply for t in sus.replies if t in self._turns)
+        verdict = judge(text, sus.voiced_ms, played, self.barge_in)
+        if verdict is Verdict.INTERRUPTION:
+            self._confirm_barge_in(sus)
+        else:
+            self._reject_barge_in(sus, verdict, text)
+
+    def _forget_suspicion(self, utt: _Utterance) -> None:
+        sus = self._suspicion
+        if sus is not None and sus.utt is utt:
+            if sus.state is _Suspicion.OPEN:
+                self._undisturb()
+            self._suspicion = None
 
     # ------------------------------------------------------------ utterances
 
@@ -181,6 +351,8 @@ class Conversation:
         self._utt = _Utterance(turn=self._turn_counter, frames=frames)
         self._utt.last_partial_at = self.clock.now()
         self.bus.publish(SpeechStart(self._frame_time(ep.onset_index), self._turn_counter))
+        if self.cfg.barge_in.enabled:
+            self._suspect(self._utt)
 
     def _audio(self, utt: _Utterance) -> np.ndarray:
         audio = np.concatenate(utt.frames) if utt.frames else np.zeros(0, np.float32)
@@ -210,12 +382,19 @@ class Conversation:
         utt = self._utt
         if utt is None:
             return
+        sus = self._suspicion
+        if sus is not None and sus.utt is utt and sus.state is _Suspicion.OPEN:
+            if sus.voiced_ms < self.barge_in.min_speech_ms:  # a knock, a cough: resume now
+                self._reject_barge_in(sus, Verdict.NOISE, "")
         utt.final_task = self._spawn(self._final(utt, self._audio(utt), utt.version))
 
     def _on_resume(self) -> None:
         utt = self._utt
         if utt is None:
             return
+        sus = self._suspicion
+        if sus is not None and sus.utt is utt and sus.state is _Suspicion.REJECTED:
+            self._suspect(utt)  # more than a backchannel after all: judge it again
         utt.version += 1
         if utt.final_task is not None:
             utt.final_task.cancel()
@@ -256,22 +435,27 @@ class Conversation:
             return  # the user went on speaking; a later pause starts a new one
         utt.final_text = result.text
         t = self.clock.now()
+        self._judge(utt, result.text)
         turn = Turn(utt.turn, result.text, self.bus.publish, self._enqueue)
         turn.emit(AsrFinal(t, utt.turn, result.text))
         utt.turn_obj = turn
         self._turns[turn.id] = turn
-        if result.text and not is_probably_noise(result.text):
+        if result.text and not is_probably_noise(result.text) and utt.ignored is None:
             turn.task = self._spawn(self._reply(turn))
         if utt.ended:
             self._commit(utt)
 
     def _commit(self, utt: _Utterance) -> None:
         self._closing.pop(utt.turn, None)
+        self._forget_suspicion(utt)
         turn = utt.turn_obj
         if turn is None:
             return
         turn.commit()
-        if not turn.user_text or is_probably_noise(turn.user_text):
+        if utt.ignored is not None:
+            logger.info("turn %d: %s over a reply (%r), not answered", turn.id, utt.ignored, turn.user_text)
+            self._finish_turn(turn, self.clock.now(), reply="", reason=utt.ignored)
+        elif not turn.user_text or is_probably_noise(turn.user_text):
             logger.info("turn %d: no speech recognized (%r)", turn.id, turn.user_text)
             self._finish_turn(turn, self.clock.now(), reply="", reason="no_speech")
         elif turn.generation_done and not self.speaker.finish(turn.id):
@@ -282,6 +466,7 @@ class Conversation:
         logger.error("turn %d: %s", utt.turn, err)
         self.bus.publish(ErrorEvent(self.clock.now(), utt.turn, stage=err.stage, text=str(err)))
         self._closing.pop(utt.turn, None)
+        self._forget_suspicion(utt)
         if self._utt is utt:
             self._utt = None
         self.bus.publish(TurnEnd(self.clock.now(), utt.turn, "", "", reason="error"))
@@ -395,7 +580,7 @@ class Conversation:
         self._turns.pop(turn.id, None)
         if reason == "answered" and turn.failed and not reply:
             reason = "error"
-        if reason == "answered" and turn.user_text:
+        if reason in ("answered", "interrupted") and turn.user_text:
             self.history.add(Exchange(turn.id, turn.user_text, reply, interrupted))
             prefix = self.history.prefix(self.cfg.llm.system_prompt)
             self._spawn(self._prefill(prefix))
@@ -420,6 +605,7 @@ class Conversation:
 
     async def aclose(self) -> None:
         """Cancel everything in flight and wait for it."""
+        self._undisturb()
         for turn in list(self._turns.values()):
             if turn.state is TurnState.COMMITTED:
                 played = self.speaker.heard_text(turn.id)

@@ -115,6 +115,40 @@ class PlaybackEnd(Event):
 
 
 @dataclass(frozen=True)
+class BargeInSuspected(Event):
+    """User speech began over the reply of ``turn``: the reply pauses (or ducks)."""
+
+    type: ClassVar[str] = "barge_in_suspected"
+    by_turn: int
+    """The turn of the utterance that is talking over it."""
+
+
+@dataclass(frozen=True)
+class BargeIn(Event):
+    """The interruption was confirmed: the reply of ``turn`` is stopped for good."""
+
+    type: ClassVar[str] = "barge_in"
+    by_turn: int
+    """The turn of the interrupting utterance (it is answered next)."""
+    played_s: float
+    """Seconds of the reply that had been played."""
+    heard: str
+    """The text of what had been played (what the history keeps)."""
+
+
+@dataclass(frozen=True)
+class BargeInRejected(Event):
+    """The suspected interruption was not one: the reply of ``turn`` goes on."""
+
+    type: ClassVar[str] = "barge_in_rejected"
+    by_turn: int
+    verdict: str
+    """``backchannel``, ``noise`` or ``echo``."""
+    text: str
+    """What was recognized of it."""
+
+
+@dataclass(frozen=True)
 class TurnEnd(Event):
     type: ClassVar[str] = "turn_end"
     text: str
@@ -122,7 +156,9 @@ class TurnEnd(Event):
     reply: str
     """What the assistant said (only what was played)."""
     reason: str
-    """``answered``, ``no_speech`` (empty transcript), ``error``, ``shutdown``."""
+    """``answered``; ``interrupted`` (barge-in: ``reply`` is the part played);
+    ``no_speech`` (empty transcript); ``backchannel``, ``noise`` or ``echo`` (said
+    over a reply and not an interruption: no answer); ``error``; ``shutdown``."""
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 
 from voiceagent.events import (
     AsrFinal,
+    BargeIn,
     EndOfTurn,
     Event,
     LlmFirstClause,
     LlmFirstToken,
+    PlaybackEnd,
     PlaybackStart,
     SpeechEnd,
+    SpeechStart,
     TtsFirstAudio,
     TurnEnd,
 )
@@ -60,16 +63,43 @@ class TurnRecord:
         return (self.marks[key] - self.speech_end) * 1000
 
 
+@dataclass
+class BargeInRecord:
+    turn: int
+    """The interrupted turn."""
+    by_turn: int
+    onset: float
+    """Seconds: when the interrupting speech began."""
+    stopped: float | None = None
+    """Seconds: when the reply's output went quiet."""
+
+    @property
+    def stop_ms(self) -> float | None:
+        """Milliseconds from the onset of the interruption to silence."""
+        return None if self.stopped is None else (self.stopped - self.onset) * 1000
+
+
 class LatencyTracker:
-    """Event listener that keeps one record per turn."""
+    """Event listener that keeps one record per turn, and one per barge-in."""
 
     def __init__(self) -> None:
         self.turns: dict[int, TurnRecord] = {}
+        self.barge_ins: list[BargeInRecord] = []
+        self._onsets: dict[int, float] = {}
 
     def __call__(self, event: Event) -> None:
         if event.turn == 0:
             return
         rec = self.turns.setdefault(event.turn, TurnRecord(event.turn))
+        if isinstance(event, SpeechStart):
+            self._onsets[event.turn] = event.t
+        elif isinstance(event, BargeIn):
+            onset = self._onsets.get(event.by_turn, event.t)
+            self.barge_ins.append(BargeInRecord(event.turn, event.by_turn, onset))
+        elif isinstance(event, PlaybackEnd):
+            for b in self.barge_ins:
+                if b.turn == event.turn and b.stopped is None:
+                    b.stopped = event.t
         if isinstance(event, SpeechEnd):
             rec.speech_end = event.t
         elif isinstance(event, TurnEnd):
@@ -78,7 +108,11 @@ class LatencyTracker:
             rec.marks.setdefault(key, event.t)
 
     def answered(self) -> list[TurnRecord]:
-        return [r for r in self.turns.values() if r.reason == "answered" and "v2v" in r.marks]
+        return [
+            r
+            for r in self.turns.values()
+            if r.reason in ("answered", "interrupted") and "v2v" in r.marks
+        ]
 
 
 def _fmt(value: float | None) -> str:
@@ -99,3 +133,12 @@ def format_table(records: list[TurnRecord]) -> str:
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     return "latency, ms after the end of the user's speech:\n" + "\n".join(lines)
+
+
+def format_barge_ins(records: list[BargeInRecord]) -> str:
+    """One line per interruption: how fast the reply went quiet."""
+    lines = []
+    for b in records:
+        stop = "-" if b.stop_ms is None else f"{b.stop_ms:.0f} ms"
+        lines.append(f"turn {b.turn} interrupted by turn {b.by_turn}: quiet {stop} after its onset")
+    return "\n".join(lines)

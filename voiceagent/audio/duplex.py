@@ -7,7 +7,14 @@ captured) and gives one clock for every event.
 
 - ``PacedDuplex`` reads a file or pipe and paces it in real time, exactly as a
   microphone would deliver it, writing the speaker signal to a file or pipe.
+  With a ``RoomEcho`` it also mixes its own output back into the input, as a
+  loudspeaker in a room would (``voiceagent run --echo``).
 - ``DeviceDuplex`` runs a PortAudio duplex stream (sounddevice).
+
+Both remove the echo of the reply from the input before anything else sees it,
+feeding the canceller exactly the samples that went to the output: the driver is
+the only place that knows which output block was playing while an input block
+was captured.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from voiceagent.audio.echo import EchoCanceller, NoEchoCanceller, RoomEcho
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
 from voiceagent.audio.streams import BlockInput, BlockOutput
 from voiceagent.clock import Clock
@@ -48,6 +56,8 @@ class PacedDuplex:
         clock: Clock,
         block_samples: int,
         realtime: bool = True,
+        echo_canceller: EchoCanceller | None = None,
+        room: RoomEcho | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -56,6 +66,8 @@ class PacedDuplex:
         self.n = block_samples
         self.rate = speaker.sample_rate
         self.realtime = realtime
+        self.echo_canceller = echo_canceller or NoEchoCanceller()
+        self.room = room
         self.input_seconds = 0.0
         """Seconds of input read before it ended."""
 
@@ -69,6 +81,8 @@ class PacedDuplex:
         # Like a sound card, output has one block of latency: the block pulled
         # after input block k was captured plays while block k+1 is captured.
         self.sink.write(np.zeros(self.n, np.float32))
+        playing = np.zeros(self.n, np.float32)
+        """The output block playing while the current input block is captured."""
         while True:
             block = None if ended_at is not None else await self.source.read(self.n)
             if block is None:
@@ -90,8 +104,12 @@ class PacedDuplex:
                     await asyncio.sleep(0)
             else:
                 await asyncio.sleep(0)
+            if self.room is not None:
+                block = self.room.mix(block, playing)
+            block = self.echo_canceller.process(block, playing)
             out, notices = self.speaker.pull(self.n)
             self.sink.write(out)
+            playing = out
             t = k * dur
             self.clock.advance(t + dur)
             for notice in notices:
@@ -111,18 +129,25 @@ class DeviceDuplex:
         block_samples: int,
         input_device: int | None,
         output_device: int | None,
+        echo_canceller: EchoCanceller | None = None,
+        echo_delay_ms: int | None = None,
     ) -> None:
         self.speaker = speaker
         self.clock = clock
         self.n = block_samples
         self.rate = speaker.sample_rate
         self.devices = (input_device, output_device)
+        self.echo_canceller = echo_canceller
+        self.echo_delay_ms = echo_delay_ms
+        """Fixed play-to-capture delay for the canceller; None: the stream's reported latency."""
 
     async def run(self, handler: BlockHandler, stop: asyncio.Event) -> float:
         import sounddevice as sd
 
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[np.ndarray, list[PlaybackNotice]]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[np.ndarray, np.ndarray, float, list[PlaybackNotice]]] = (
+            asyncio.Queue()
+        )
         speaker = self.speaker
 
         def callback(indata, outdata, frames, time_info, status) -> None:  # audio thread
@@ -130,7 +155,12 @@ class DeviceDuplex:
                 logger.debug("audio stream status: %s", status)
             out, notices = speaker.pull(frames)
             outdata[:, 0] = out
-            loop.call_soon_threadsafe(queue.put_nowait, (indata[:, 0].copy(), notices))
+            # How long after this input was captured the output written now is
+            # heard: the play-to-capture delay of its echo.
+            latency = time_info.outputBufferDacTime - time_info.inputBufferAdcTime
+            loop.call_soon_threadsafe(
+                queue.put_nowait, (indata[:, 0].copy(), out, latency, notices)
+            )
 
         try:
             stream = sd.Stream(
@@ -149,6 +179,13 @@ class DeviceDuplex:
             ) from None
         dur = self.n / self.rate
         k = 0
+        canceller = self.echo_canceller or NoEchoCanceller()
+        delay_ms = self.echo_delay_ms
+        if delay_ms is None:
+            # Some hosts report no buffer times; the stream's nominal latency is next best.
+            delay_ms = _hint(sum(stream.latency))
+        canceller.set_delay_ms(delay_ms)
+        logger.info("echo canceller delay %d ms", delay_ms)
         with stream:
             while not stop.is_set():
                 get = asyncio.ensure_future(queue.get())
@@ -163,7 +200,16 @@ class DeviceDuplex:
                         "the audio device stopped delivering audio (unplugged or taken by another program?)",
                         "check the device and run 'voiceagent devices'",
                     )
-                block, notices = get.result()
+                block, out, latency, notices = get.result()
+                if self.echo_delay_ms is None and latency > 0 and k < 5:
+                    # AEC3 takes its delay hint before playback starts (it then
+                    # tracks the delay itself), so only the first blocks matter.
+                    measured = _hint(latency)
+                    if abs(measured - delay_ms) > 5:
+                        delay_ms = measured
+                        canceller.set_delay_ms(delay_ms)
+                        logger.info("echo canceller delay %d ms (stream latency)", delay_ms)
+                block = canceller.process(block, out)
                 t = k * dur
                 self.clock.advance(t + dur)
                 for notice in notices:
@@ -171,3 +217,12 @@ class DeviceDuplex:
                 handler.on_block(block, t)
                 k += 1
         return k * dur
+
+
+def _hint(latency_s: float) -> int:
+    """AEC3 delay hint from a reported latency, erring low.
+
+    A hint that is too high leaks echo for the first seconds; one that is too
+    low is found by AEC3's own delay estimator within about a second.
+    """
+    return max(0, min(1000, round(latency_s * 1000) - 20))

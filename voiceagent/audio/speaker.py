@@ -6,24 +6,34 @@ block, so what is pulled is what is played. Pulling reports when a turn's first
 sample went out and when its last one did, with the sample offset inside the
 block, so playback events are stamped to the sample. ``flush`` drops a turn's
 queued audio at once (barge-in) and says how much of it had been played; the
-played part's text is what the history keeps.
+played part's text is what the history keeps. ``hold``/``release`` pause the
+output where it is (a suspected interruption) and ``duck`` lowers it, with short
+fades so neither clicks. It also remembers how loud its recent output was, the
+level any echo of it in the microphone is compared with.
 
 Thread-safe: enqueue/flush run on the event loop, pull on the audio thread.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+FADE_S = 0.005
+"""Seconds of fade when the output pauses, resumes or changes gain (no clicks)."""
+SILENT_DB = -70.0
+"""Output quieter than this (dBFS) counts as nothing played."""
+
 
 @dataclass(frozen=True)
 class PlaybackNotice:
     kind: str
-    """``start`` (first sample of a turn played) or ``end`` (last sample, or flushed)."""
+    """``start`` (first sample of a turn played), ``end`` (last sample, or flushed),
+    ``pause`` (output held mid-turn: first silent sample) or ``resume``."""
     turn: int
     offset: int
     """Sample offset inside the pulled block where it happened."""
@@ -46,7 +56,7 @@ class _TurnAudio:
 
 
 class Speaker:
-    def __init__(self, sample_rate: int, gain_db: float = 0.0) -> None:
+    def __init__(self, sample_rate: int, gain_db: float = 0.0, level_window_s: float = 0.4) -> None:
         self.sample_rate = sample_rate
         self._gain = float(10 ** (gain_db / 20))
         self._lock = threading.Lock()
@@ -54,6 +64,15 @@ class Speaker:
         self._head_pos = 0
         self._turns: dict[int, _TurnAudio] = {}
         self._pending: list[PlaybackNotice] = []
+        self._held = False
+        self._paused_turn: int | None = None
+        """Turn cut off mid-audio by ``hold``, announced with a ``pause`` notice."""
+        self._fade_in = False
+        self._duck = 1.0
+        self._duck_now = 1.0
+        self._level_window_s = level_window_s
+        self._levels: deque[tuple[int, float]] = deque()
+        """(samples, peak rms dBFS) of recent pulled blocks."""
 
     def enqueue(self, turn: int, audio: np.ndarray, text: str = "") -> None:
         """Queue mono float32 audio (at ``sample_rate``) for ``turn``."""
@@ -86,6 +105,8 @@ class Speaker:
         with self._lock:
             if self._queue and self._queue[0][0] == turn:
                 self._head_pos = 0
+            if self._paused_turn == turn:
+                self._paused_turn = None  # it will not resume
             self._queue = deque((t, a) for t, a in self._queue if t != turn)
             state = self._turns.get(turn)
             if state is None:
@@ -108,6 +129,38 @@ class Speaker:
             state = self._turns.get(turn)
             return _heard(state) if state else ""
 
+    def hold(self) -> None:
+        """Pause the output where it is (fading out); queued audio waits."""
+        with self._lock:
+            self._held = True
+
+    def release(self) -> None:
+        """Resume the output where ``hold`` left it (fading in)."""
+        with self._lock:
+            self._held = False
+
+    @property
+    def held(self) -> bool:
+        with self._lock:
+            return self._held
+
+    def duck(self, gain_db: float) -> None:
+        """Lower the output by ``gain_db`` decibels (0 restores it)."""
+        with self._lock:
+            self._duck = float(10 ** (gain_db / 20))
+
+    def echo_level_db(self) -> float | None:
+        """Loudest recent output block (rms dBFS), None if nothing audible was played.
+
+        "Recent" spans ``level_window_s``: long enough to cover the delay and the
+        tail of the echo path.
+        """
+        with self._lock:
+            if not self._levels:
+                return None
+            peak = max(db for _, db in self._levels)
+        return peak if peak > SILENT_DB else None
+
     @property
     def busy(self) -> bool:
         with self._lock:
@@ -118,27 +171,72 @@ class Speaker:
         out = np.zeros(n, dtype=np.float32)
         with self._lock:
             notices, self._pending = self._pending, []
-            filled = 0
-            while filled < n and self._queue:
-                turn, audio = self._queue[0]
-                state = self._turns.get(turn)
-                if state is not None and not state.started:
-                    state.started = True
-                    notices.append(PlaybackNotice("start", turn, filled))
-                take = min(n - filled, audio.size - self._head_pos)
-                out[filled : filled + take] = audio[self._head_pos : self._head_pos + take]
-                filled += take
-                self._head_pos += take
-                if state is not None:
-                    state.played += take
-                if self._head_pos >= audio.size:
-                    self._queue.popleft()
-                    self._head_pos = 0
-                    if state is not None and state.finished and state.played >= state.queued:
-                        self._end(turn, state, offset=filled)
-                        notices.extend(self._pending)
-                        self._pending = []
+            fade = max(1, int(FADE_S * self.sample_rate))
+            if self._held:
+                # Play a few ms more, faded out, so the cut does not click.
+                limit = fade if self._paused_turn is None and self._playing_turn() is not None else 0
+                if limit:
+                    self._paused_turn = self._playing_turn()
+            else:
+                limit = n
+                if self._paused_turn is not None:
+                    notices.append(PlaybackNotice("resume", self._paused_turn, 0))
+                    self._paused_turn = None
+                    self._fade_in = True
+            filled = self._fill(out, min(limit, n), notices)
+            if self._held and limit:
+                out[:filled] *= np.linspace(1.0, 0.0, filled, dtype=np.float32)
+                if self._paused_turn in self._turns:
+                    notices.append(PlaybackNotice("pause", self._paused_turn, filled))
+                else:  # the fade played its last samples: it ended instead
+                    self._paused_turn = None
+            elif self._fade_in and filled:
+                k = min(fade, filled)
+                out[:k] *= np.linspace(0.0, 1.0, k, dtype=np.float32)
+                self._fade_in = False
+            if self._duck != 1.0 or self._duck_now != 1.0:
+                out *= np.linspace(self._duck_now, self._duck, n, dtype=np.float32)
+                self._duck_now = self._duck
+            self._remember_level(out)
         return out, notices
+
+    def _playing_turn(self) -> int | None:
+        """The turn whose audio is at the head of the queue, if it has started."""
+        if not self._queue:
+            return None
+        state = self._turns.get(self._queue[0][0])
+        return self._queue[0][0] if state is not None and state.started else None
+
+    def _remember_level(self, out: np.ndarray) -> None:
+        rms = float(np.sqrt(np.mean(np.square(out, dtype=np.float64)))) if out.size else 0.0
+        self._levels.append((out.size, 20 * math.log10(max(rms, 1e-9))))
+        window = int(self._level_window_s * self.sample_rate)
+        while sum(k for k, _ in self._levels) - self._levels[0][0] >= window:
+            self._levels.popleft()
+
+    def _fill(self, out: np.ndarray, n: int, notices: list[PlaybackNotice]) -> int:
+        """Copy up to ``n`` queued samples into ``out``; returns how many."""
+        filled = 0
+        while filled < n and self._queue:
+            turn, audio = self._queue[0]
+            state = self._turns.get(turn)
+            if state is not None and not state.started:
+                state.started = True
+                notices.append(PlaybackNotice("start", turn, filled))
+            take = min(n - filled, audio.size - self._head_pos)
+            out[filled : filled + take] = audio[self._head_pos : self._head_pos + take]
+            filled += take
+            self._head_pos += take
+            if state is not None:
+                state.played += take
+            if self._head_pos >= audio.size:
+                self._queue.popleft()
+                self._head_pos = 0
+                if state is not None and state.finished and state.played >= state.queued:
+                    self._end(turn, state, offset=filled)
+                    notices.extend(self._pending)
+                    self._pending = []
+        return filled
 
 
 def _heard(state: _TurnAudio) -> str:

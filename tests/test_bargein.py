@@ -1,0 +1,50 @@
+"""The barge-in policy, as pure decisions on plain values."""
+
+from voiceagent.bargein import (
+    BargeInSettings,
+    Verdict,
+    confirms_by_duration,
+    counts_as_speech,
+    is_user_speech,
+    judge,
+    words_of,
+)
+from voiceagent.config import DEFAULT_BACKCHANNELS
+
+S = BargeInSettings(backchannels=tuple(DEFAULT_BACKCHANNELS))
+
+
+def test_user_speech_must_be_voiced_and_stand_out_of_the_echo():
+    assert is_user_speech(True, -40.0, -20.0, S)  # ducked by AEC3 in double talk, still there
+    assert not is_user_speech(False, -25.0, -20.0, S)  # webrtcvad says no
+    assert not is_user_speech(True, -50.0, -20.0, S)  # residual echo of the reply
+    assert is_user_speech(True, -50.0, None, S)  # nothing played: any level
+
+
+def test_only_what_the_second_stage_agrees_with_counts():
+    assert counts_as_speech(0.8, S)
+    assert not counts_as_speech(0.2, S)  # a cough, a knock
+    assert counts_as_speech(None, S)  # no second stage configured
+
+
+def test_long_speech_confirms_without_words():
+    assert not confirms_by_duration(980, S)  # a slow "mm-hmm" is ~700 ms
+    assert confirms_by_duration(1000, S)
+
+
+def test_judge():
+    played = "The capital of France is Paris, a city on the Seine."
+    assert judge("Stop.", 400, played, S) is Verdict.INTERRUPTION
+    assert judge("Wait, what about Spain?", 600, played, S) is Verdict.INTERRUPTION
+    assert judge("Mm-hmm.", 450, played, S) is Verdict.BACKCHANNEL
+    assert judge("Yeah, yeah. Okay.", 600, played, S) is Verdict.BACKCHANNEL
+    assert judge("I see.", 400, played, S) is Verdict.BACKCHANNEL
+    assert judge("I see a dog.", 600, played, S) is Verdict.INTERRUPTION
+    assert judge("", 400, played, S) is Verdict.NOISE
+    assert judge("Stop.", 150, played, S) is Verdict.NOISE  # too short to be speech
+    assert judge("a city on the Seine", 900, played, S) is Verdict.ECHO
+    assert judge("Paris", 400, played, S) is Verdict.INTERRUPTION  # one word is not echo
+
+
+def test_words_of_keeps_hyphenated_words():
+    assert words_of("Mm-hmm. Uh-huh, OK!") == ["mm-hmm", "uh-huh", "ok"]

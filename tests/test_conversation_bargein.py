@@ -1,0 +1,122 @@
+"""Barge-in orchestration with fake models on a manual clock.
+
+The real-model siblings are in test_realmodel_duplex.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.fakes import FakeChat, FakeTranscriber, silence, tone
+from tests.test_conversation import converse, first, types
+from voiceagent.asr import Transcript
+
+RATE = 16000
+# Two sentences of 15 words: 0.75 s of fake speech each.
+LONG_REPLY = " ".join(f"w{i}" for i in range(1, 16)) + ". " + " ".join(f"v{i}" for i in range(1, 16)) + "."
+
+
+class Scripted(FakeTranscriber):
+    """Answers each utterance by how long it was: short ones get ``short_text``."""
+
+    def __init__(self, short_text: str) -> None:
+        super().__init__()
+        self.short_text = short_text
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        heard = super().transcribe(audio)
+        if heard.text and int(heard.text.split()[1]) <= 6:
+            return Transcript(self.short_text, 0.0)
+        return heard
+
+
+def question_then(interruption: np.ndarray, at: float = 2.6) -> np.ndarray:
+    """A 1 s question at 0.3 s (answered from ~2.06 s), then ``interruption`` at ``at``."""
+    lead = np.concatenate([silence(0.3), tone(1.0)])
+    return np.concatenate([lead, silence(at - lead.size / RATE), interruption, silence(3.0)])
+
+
+def quiet_after(out: np.ndarray, t: float, until: float) -> bool:
+    return not np.abs(out[int(t * RATE) : int(until * RATE)]).max() > 1e-3
+
+
+def test_talking_over_the_reply_stops_it_at_once_and_is_answered_next():
+    audio = question_then(tone(1.2))
+    events, out, conv = converse(audio, chat=FakeChat(LONG_REPLY))
+    assert first(events, "playback_start", 1).t < 2.6  # it was speaking
+    suspected = first(events, "barge_in_suspected", 1)
+    barge = first(events, "barge_in", 1)
+    assert suspected.by_turn == barge.by_turn == 2
+    stopped = first(events, "playback_end", 1).t
+    assert 2.6 < stopped < 2.6 + 0.15  # paused at onset + start_ms + a block or two
+    assert quiet_after(out, stopped + 0.01, first(events, "playback_start", 2).t)
+    # it stopped mid-reply, the history keeps only what was played, marked as cut off
+    played = barge.played_s
+    assert 0.3 < played < 1.0 and abs(first(events, "playback_end", 1).played_s - played) < 1e-6
+    end1 = first(events, "turn_end", 1)
+    assert end1.reason == "interrupted" and end1.reply == barge.heard
+    assert 0 < len(barge.heard.split()) < 20 and LONG_REPLY.startswith(barge.heard)
+    ex = conv.history.exchanges[0]
+    assert ex.interrupted and ex.assistant == barge.heard
+    # the interruption is the next turn, answered in full
+    assert first(events, "turn_end", 2).reason == "answered"
+    assert first(events, "asr_final", 2).text == "speech 12"
+
+
+def test_no_more_tokens_after_a_barge_in():
+    audio = question_then(tone(1.2))
+    events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY))
+    barge = first(events, "barge_in", 1)
+    late = [e for e in events if e.turn == 1 and e.t > barge.t and e.type not in ("playback_end", "turn_end")]
+    assert late == []
+
+
+def test_backchannel_pauses_then_resumes_the_reply_to_its_end():
+    audio = question_then(tone(0.45))
+    events, out, conv = converse(audio, chat=FakeChat(LONG_REPLY), transcriber=Scripted("Mm-hmm."))
+    assert "barge_in" not in types(events)
+    rejected = first(events, "barge_in_rejected", 1)
+    assert rejected.verdict == "backchannel" and rejected.by_turn == 2
+    assert abs(first(events, "playback_end", 1).played_s - 1.5) < 0.01  # all of it
+    end1 = first(events, "turn_end", 1)
+    assert end1.reason == "answered" and end1.reply.endswith("v15.")
+    assert first(events, "turn_end", 2).reason == "backchannel"
+    assert [ex.turn for ex in conv.history.exchanges] == [1]  # "mm-hmm" is not an exchange
+
+
+def test_short_noise_burst_resumes_without_waiting_for_words():
+    audio = question_then(tone(0.15))
+    events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY))
+    assert "barge_in" not in types(events)
+    rejected = first(events, "barge_in_rejected", 1)
+    assert rejected.verdict == "noise" and rejected.t < 2.6 + 0.15 + 0.15
+    assert abs(first(events, "playback_end", 1).played_s - 1.5) < 0.01
+    assert first(events, "turn_end", 1).reason == "answered"
+
+
+def test_a_short_word_that_is_not_a_backchannel_interrupts():
+    audio = question_then(tone(0.45))
+    events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY), transcriber=Scripted("Stop."))
+    assert first(events, "barge_in", 1).by_turn == 2
+    assert first(events, "turn_end", 1).reason == "interrupted"
+    assert first(events, "turn_end", 2).reason == "answered"
+
+
+def test_ducking_lowers_the_reply_while_judging():
+    audio = question_then(tone(0.45))
+    events, out, _ = converse(
+        audio, chat=FakeChat(LONG_REPLY), transcriber=Scripted("Yeah."),
+        barge_in={"on_onset": "duck", "duck_db": -20},
+    )
+    suspected = first(events, "barge_in_suspected", 1).t
+    rejected = first(events, "barge_in_rejected", 1).t
+    mid = out[int((suspected + 0.05) * RATE) : int((rejected - 0.01) * RATE)]
+    assert mid.size and np.allclose(np.abs(mid).max(), 0.025, atol=2e-3)  # 0.25 at -20 dB
+    assert abs(first(events, "playback_end", 1).played_s - 1.5) < 0.01
+
+
+def test_barge_in_off_lets_the_reply_finish_and_answers_after_it():
+    audio = question_then(tone(1.2))
+    events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY), barge_in={"enabled": False})
+    assert not {"barge_in", "barge_in_suspected"} & set(types(events))
+    assert [e.reason for e in events if e.type == "turn_end"] == ["answered", "answered"]

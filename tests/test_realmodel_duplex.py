@@ -1,0 +1,109 @@
+"""Full duplex with the real models: barge-in, echo, and what must not interrupt.
+
+The user's voice is espeak-ng; the assistant's is piper. Each test runs
+``voiceagent run`` as a user would, with ``--echo 40:-6`` so the assistant hears
+its own voice through a simulated room, and measures the aligned output WAV.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.speech import conversation_wav, require_models, rms, word_error_rate
+from tests.test_realmodel import load_events, voiceagent
+
+pytestmark = pytest.mark.realmodel
+
+ASK = "Can you tell me something interesting about the ocean?"
+INTERRUPT = "Wait, what is the capital of Spain?"
+QUIET = 0.01
+"""Output peak (-40 dBFS) below which the speaker counts as silent."""
+
+
+@pytest.fixture(autouse=True)
+def _models():
+    require_models()
+
+
+def run(tmp_path, parts, *extra: str):
+    wav = tmp_path / "in.wav"
+    spans = conversation_wav(wav, parts, rate=16000, channels=1)
+    out, ev = tmp_path / "out.wav", tmp_path / "events.jsonl"
+    proc = voiceagent("run", "-i", str(wav), "-o", str(out), "-e", str(ev), *extra)
+    assert proc.returncode == 0, proc.stderr.decode()
+    audio, rate = soundfile.read(str(out), dtype="float32")
+    return spans, audio, rate, load_events(ev), proc.stderr.decode()
+
+
+def firsts(events, turn):
+    out = {}
+    for e in events:
+        if e["turn"] == turn:
+            out.setdefault(e["type"], e)
+    return out
+
+
+def quiet_from(audio, rate, t) -> float:
+    """Seconds after ``t`` until the output has gone silent for 200 ms."""
+    window = rate // 100
+    k = int(t * rate)
+    run_ = 0
+    while k + window <= audio.size:
+        run_ = run_ + 1 if np.abs(audio[k : k + window]).max() < QUIET else 0
+        if run_ == 20:
+            return (k + window) / rate - 0.2 - t
+        k += window
+    return float("inf")
+
+
+def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path):
+    # The reply starts ~0.8 s after the question; interrupt 2 s after it ends.
+    spans, audio, rate, events, err = run(tmp_path, [0.5, ASK, 2.8, INTERRUPT, 6.0], "--echo", "40:-6")
+    onset = spans[1][0]
+    one = firsts(events, 1)
+    assert one["playback_start"]["t"] < onset - 0.5, "the reply had not started: no barge-in to test"
+    assert rms(audio[int((onset - 0.3) * rate) : int(onset * rate)]) > 0.02  # it was speaking
+    assert one["barge_in"]["by_turn"] == 2 and one["turn_end"]["reason"] == "interrupted"
+    stop = quiet_from(audio, rate, onset)
+    assert stop <= 0.3, f"still audible {stop * 1000:.0f} ms after the interruption began"
+    # and it stays silent until the answer to the interruption
+    two = firsts(events, 2)
+    s2 = two["playback_start"]["t"]
+    assert np.abs(audio[int((onset + 0.3) * rate) : int(s2 * rate)]).max() < QUIET
+    assert two["turn_end"]["reason"] == "answered" and two["turn_end"]["reply"].strip()
+    assert word_error_rate(INTERRUPT, two["turn_end"]["text"]) <= 0.34, two["turn_end"]["text"]
+    # the history keeps what was heard: the interrupted turn's reply is a prefix of what was generated
+    heard = one["barge_in"]["heard"]
+    assert one["turn_end"]["reply"] == heard and 0 < one["barge_in"]["played_s"] < 5
+    assert "interrupted by turn 2: quiet" in err
+
+
+def test_own_voice_through_the_room_never_interrupts(tmp_path):
+    q2 = "How many legs does a spider have?"
+    spans, audio, rate, events, _ = run(tmp_path, [0.5, ASK, 8.0, q2, 7.0], "--echo", "40:-6")
+    types = [e["type"] for e in events]
+    assert "barge_in" not in types
+    ends = [e for e in events if e["type"] == "turn_end"]
+    assert [(e["turn"], e["reason"]) for e in ends] == [(1, "answered"), (2, "answered")], ends
+    for turn in (1, 2):
+        f = firsts(events, turn)
+        assert f["playback_end"]["played_s"] > 1.0  # played to its natural end
+        assert f["turn_end"]["reply"].strip()
+
+
+def test_noise_burst_and_backchannel_do_not_stop_the_reply(tmp_path):
+    rng = np.random.default_rng(1)
+    burst = (0.1 * rng.standard_normal(int(0.15 * 16000))).astype(np.float32)
+    spans, audio, rate, events, _ = run(
+        tmp_path, [0.5, ASK, 2.2, burst, 1.2, "Mm-hmm.", 6.0], "--echo", "40:-6"
+    )
+    types = [e["type"] for e in events]
+    assert "barge_in" not in types, [e for e in events if e["type"].startswith("barge")]
+    one = firsts(events, 1)
+    assert one["playback_start"]["t"] < spans[1][0], "the reply had not started"
+    assert one["turn_end"]["reason"] == "answered"
+    assert one["playback_end"]["t"] > spans[2][1]  # still speaking after the backchannel
+    # nothing answers the noise or the backchannel
+    assert [e["turn"] for e in events if e["type"] == "turn_end" and e["reason"] == "answered"] == [1]

@@ -1,0 +1,117 @@
+"""Barge-in decisions: is this the user talking over the reply, and do we stop?
+
+Pure logic, no clock and no models: the conversation feeds it per-frame values
+(webrtcvad's verdict, the second-stage speech probability, input and echo
+levels) and transcripts, and acts on what it returns.
+
+The policy has two steps, because the two checks a voice assistant must pass
+pull in opposite directions. The reply must go quiet within a few hundred
+milliseconds of a real interruption, but a cough, an "mm-hmm" or the echo of its
+own voice must not kill it, and none of those can be told apart in 300 ms:
+
+1. **Suspect** at the onset of user speech during a reply (``is_user_speech``
+   over the endpointer's start window): the reply pauses (or ducks) at once.
+2. **Judge** the suspected speech: enough voiced time, as the second-stage VAD
+   sees it (``counts_as_speech``), confirms it on its own
+   (``confirms_by_duration``); shorter speech is judged when its transcript is
+   ready (``judge``): noise, a backchannel or the assistant's own words leave the
+   reply to resume where it paused, anything else stops it for good.
+
+Pausing rather than only ducking also makes the policy robust to residual echo:
+once the reply is paused there is no echo left to sustain a false suspicion.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+
+class Verdict(enum.Enum):
+    INTERRUPTION = "interruption"
+    BACKCHANNEL = "backchannel"
+    """Acknowledgement ("mm-hmm", "yeah"): the reply goes on."""
+    NOISE = "noise"
+    """Too short, or no words recognized."""
+    ECHO = "echo"
+    """The words are the reply's own, heard back through the microphone."""
+
+
+@dataclass(frozen=True)
+class BargeInSettings:
+    min_speech_ms: int = 200
+    """Suspected speech shorter than this (milliseconds voiced) is noise."""
+    confirm_ms: int = 1000
+    """Voiced milliseconds that confirm an interruption without waiting for words."""
+    speech_threshold: float = 0.5
+    """Second-stage (Silero) speech probability, 0..1, needed during a reply."""
+    echo_margin_db: float = -25.0
+    """Input quieter than the reply's own level plus this (decibels) is echo."""
+    backchannels: tuple[str, ...] = ("mm-hmm", "uh-huh", "yeah", "right", "okay")
+    """Words and phrases that acknowledge rather than interrupt."""
+
+
+def is_user_speech(vad: bool, level_db: float, echo_db: float | None, settings: BargeInSettings) -> bool:
+    """Might a frame captured while the reply plays hold the user's speech?
+
+    This decides whether to pause the reply, so it must be quick and may be
+    wrong. ``vad`` is webrtcvad's verdict on the echo-cancelled frame;
+    ``level_db`` is that frame's level and ``echo_db`` the level of what the
+    speaker played over the echo path's reach (None when it played nothing),
+    both dBFS. No second stage here: during double talk AEC3 suppresses the
+    user's onset by 10-30 dB, which leaves too little for Silero, while what is
+    left still stands well above the residual echo.
+    """
+    if not vad:
+        return False
+    if echo_db is not None and level_db < echo_db + settings.echo_margin_db:
+        return False  # what is left after cancellation is far below the reply: echo
+    return True
+
+
+def counts_as_speech(probability: float | None, settings: BargeInSettings) -> bool:
+    """Does the second stage agree that a suspected frame is speech?
+
+    Only agreed frames count towards ``min_speech_ms`` and ``confirm_ms``: once
+    the reply is paused there is no echo left, and Silero tells a cough or a
+    knock from a voice reliably.
+    """
+    return probability is None or probability >= settings.speech_threshold
+
+
+def confirms_by_duration(voiced_ms: int, settings: BargeInSettings) -> bool:
+    """Sustained speech over the reply is an interruption, whatever it says."""
+    return voiced_ms >= settings.confirm_ms
+
+
+def judge(text: str, voiced_ms: int, played_text: str, settings: BargeInSettings) -> Verdict:
+    """The verdict on suspected speech once its transcript is known.
+
+    ``played_text`` is what the reply had said so far: words that repeat it are
+    the assistant hearing itself.
+    """
+    words = words_of(text)
+    if not words or voiced_ms < settings.min_speech_ms:
+        return Verdict.NOISE
+    if _is_backchannel(words, settings.backchannels):
+        return Verdict.BACKCHANNEL
+    played = set(words_of(played_text))
+    if len(words) >= 2 and sum(w in played for w in words) >= 0.8 * len(words):
+        return Verdict.ECHO
+    return Verdict.INTERRUPTION
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words, punctuation dropped; hyphenated words kept whole."""
+    return re.findall(r"[a-z0-9']+(?:-[a-z0-9']+)*", text.lower())
+
+
+def _is_backchannel(words: list[str], phrases: tuple[str, ...]) -> bool:
+    """True if ``words`` are one or more backchannel phrases in a row."""
+    split = [words_of(p) for p in phrases]
+    # can[i]: words[i:] splits into phrases
+    can = [False] * len(words) + [True]
+    for i in range(len(words) - 1, -1, -1):
+        can[i] = any(p and words[i : i + len(p)] == p and can[i + len(p)] for p in split)
+    return can[0]
