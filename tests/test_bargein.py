@@ -5,6 +5,7 @@ from voiceagent.bargein import (
     Verdict,
     confirms_by_duration,
     counts_as_speech,
+    is_clearly_noise,
     is_user_speech,
     judge,
     words_of,
@@ -44,6 +45,16 @@ def test_judge():
     assert judge("Stop.", 150, played, S) is Verdict.NOISE  # too short to be speech
     assert judge("a city on the Seine", 900, played, S) is Verdict.ECHO
     assert judge("Paris", 400, played, S) is Verdict.INTERRUPTION  # one word is not echo
+    assert judge("[coughing]", 400, played, S) is Verdict.NOISE
+    assert judge("And then then.", 600, played, S, logprob=-0.93) is Verdict.UNCLEAR
+    assert judge("Wait.", 400, played, S, logprob=-0.45) is Verdict.INTERRUPTION
+    assert judge("(clears throat) Stop!", 600, played, S) is Verdict.INTERRUPTION
+
+
+def test_noise_that_never_sounded_like_a_voice_is_rejected_at_once():
+    assert is_clearly_noise(0.05, S)  # Silero on a noise burst
+    assert not is_clearly_noise(0.2, S)  # a word half-suppressed by AEC3: ask the ASR
+    assert not is_clearly_noise(None, S)  # no second stage: ask the ASR
 
 
 def test_words_of_keeps_hyphenated_words():

@@ -1,8 +1,9 @@
 """Full duplex with the real models: barge-in, echo, and what must not interrupt.
 
 The user's voice is espeak-ng; the assistant's is piper. Each test runs
-``voiceagent run`` as a user would, with ``--echo 40:-6`` so the assistant hears
-its own voice through a simulated room, and measures the aligned output WAV.
+``voiceagent run`` as a user would, with and without ``--echo 40:-6`` (the
+assistant hears its own voice through a simulated room), and measures the
+aligned output WAV.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def quiet_from(audio, rate, t) -> float:
     return float("inf")
 
 
-def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path):
+@pytest.mark.parametrize("echo", [[], ["--echo", "40:-6"]], ids=["no-echo", "echo"])
+def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path, echo):
     # The reply starts ~0.8 s after the question; interrupt 2 s after it ends.
-    spans, audio, rate, events, err = run(tmp_path, [0.5, ASK, 2.8, INTERRUPT, 6.0], "--echo", "40:-6")
+    spans, audio, rate, events, err = run(tmp_path, [0.5, ASK, 2.8, INTERRUPT, 6.0], *echo)
     onset = spans[1][0]
     one = firsts(events, 1)
     assert one["playback_start"]["t"] < onset - 0.5, "the reply had not started: no barge-in to test"
@@ -81,8 +83,8 @@ def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path):
 
 
 def test_own_voice_through_the_room_never_interrupts(tmp_path):
-    q2 = "How many legs does a spider have?"
-    spans, audio, rate, events, _ = run(tmp_path, [0.5, ASK, 8.0, q2, 7.0], "--echo", "40:-6")
+    q1, q2 = "What is the capital of France?", "How many legs does a spider have?"
+    spans, audio, rate, events, _ = run(tmp_path, [0.5, q1, 7.0, q2, 7.0], "--echo", "40:-6")
     types = [e["type"] for e in events]
     assert "barge_in" not in types
     ends = [e for e in events if e["type"] == "turn_end"]
@@ -93,11 +95,13 @@ def test_own_voice_through_the_room_never_interrupts(tmp_path):
         assert f["turn_end"]["reply"].strip()
 
 
-def test_noise_burst_and_backchannel_do_not_stop_the_reply(tmp_path):
+@pytest.mark.parametrize("echo", [[], ["--echo", "40:-6"]], ids=["no-echo", "echo"])
+def test_noise_burst_and_backchannel_do_not_stop_the_reply(tmp_path, echo):
     rng = np.random.default_rng(1)
     burst = (0.1 * rng.standard_normal(int(0.15 * 16000))).astype(np.float32)
+    # The ocean reply runs ~7 s from ~0.8 s after the question.
     spans, audio, rate, events, _ = run(
-        tmp_path, [0.5, ASK, 2.2, burst, 1.2, "Mm-hmm.", 6.0], "--echo", "40:-6"
+        tmp_path, [0.5, ASK, 2.8, burst, 1.5, "Mm-hmm.", 6.0], *echo
     )
     types = [e["type"] for e in events]
     assert "barge_in" not in types, [e for e in events if e["type"].startswith("barge")]

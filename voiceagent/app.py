@@ -21,6 +21,7 @@ from voiceagent.asr import Transcriber, WhisperTranscriber
 from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
 from voiceagent.audio.echo import (
     EchoCanceller,
+    EchoGatedCanceller,
     EchoSpec,
     NoEchoCanceller,
     RoomEcho,
@@ -137,7 +138,10 @@ def make_echo_canceller(cfg: Config, known_delay_ms: int = 0) -> EchoCanceller:
     if cfg.echo.canceller == "none":
         return NoEchoCanceller()
     delay = known_delay_ms if cfg.echo.delay_ms == "auto" else cfg.echo.delay_ms
-    return WebRtcEchoCanceller(cfg.audio.sample_rate, delay_ms=delay)
+    aec = WebRtcEchoCanceller(cfg.audio.sample_rate, delay_ms=delay)
+    if not cfg.echo.only_when_echo:
+        return aec
+    return EchoGatedCanceller(aec, cfg.audio.sample_rate)
 
 
 def block_samples(cfg: Config) -> int:

@@ -22,6 +22,9 @@ class Transcript:
     text: str
     seconds: float
     """Compute time of the call in seconds."""
+    logprob: float | None = None
+    """Mean log-probability per token (Whisper's ``avg_logprob``; 0 is certain,
+    below about -0.8 is a guess), None when unknown or empty."""
 
 
 class Transcriber(Protocol):
@@ -83,11 +86,12 @@ class WhisperTranscriber:
                 without_timestamps=True,
                 vad_filter=False,
             )
-            parts = [s.text for s in segments if s.no_speech_prob < 0.8 or s.avg_logprob > -0.7]
+            kept = [s for s in segments if s.no_speech_prob < 0.8 or s.avg_logprob > -0.7]
         except Exception as err:
             raise StageError("asr", str(err)) from err
-        text = " ".join(p.strip() for p in parts).strip()
-        return Transcript(text=text, seconds=time.perf_counter() - start)
+        text = " ".join(s.text.strip() for s in kept).strip()
+        logprob = sum(s.avg_logprob for s in kept) / len(kept) if kept else None
+        return Transcript(text=text, seconds=time.perf_counter() - start, logprob=logprob)
 
     def warm_up(self) -> None:
         """One call on silence so the first real turn does not pay for lazy init."""

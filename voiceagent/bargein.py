@@ -34,6 +34,8 @@ class Verdict(enum.Enum):
     """Acknowledgement ("mm-hmm", "yeah"): the reply goes on."""
     NOISE = "noise"
     """Too short, or no words recognized."""
+    UNCLEAR = "unclear"
+    """Words the recognizer was guessing at: half-suppressed double talk, a hum."""
     ECHO = "echo"
     """The words are the reply's own, heard back through the microphone."""
 
@@ -45,9 +47,19 @@ class BargeInSettings:
     confirm_ms: int = 1000
     """Voiced milliseconds that confirm an interruption without waiting for words."""
     speech_threshold: float = 0.5
-    """Second-stage (Silero) speech probability, 0..1, needed during a reply."""
+    """Second-stage (Silero) speech probability, 0..1, for a frame to count as speech."""
+    noise_probability: float = 0.1
+    """Suspected speech whose second-stage probability never reached this is
+    noise, rejected as soon as it stops, without waiting for a transcript.
+    Silero stays below 0.05 on a noise burst but gives 0.1-0.3 even to a word
+    that AEC3 half-suppressed in double talk."""
     echo_margin_db: float = -25.0
     """Input quieter than the reply's own level plus this (decibels) is echo."""
+    min_logprob: float = -0.8
+    """Transcripts of suspected speech less certain than this (Whisper's mean
+    log-probability per token) are not taken for an interruption. Measured with
+    tiny.en: "Wait." -0.45, "Wait, what is the capital of Spain?" -0.31, but an
+    "mm-hmm" that AEC3 half-suppressed came out as "And then then." at -0.93."""
     backchannels: tuple[str, ...] = ("mm-hmm", "uh-huh", "yeah", "right", "okay")
     """Words and phrases that acknowledge rather than interrupt."""
 
@@ -85,17 +97,32 @@ def confirms_by_duration(voiced_ms: int, settings: BargeInSettings) -> bool:
     return voiced_ms >= settings.confirm_ms
 
 
-def judge(text: str, voiced_ms: int, played_text: str, settings: BargeInSettings) -> Verdict:
+def is_clearly_noise(peak_probability: float | None, settings: BargeInSettings) -> bool:
+    """Suspected speech that the second stage never took for a voice."""
+    return peak_probability is not None and peak_probability < settings.noise_probability
+
+
+def judge(
+    text: str,
+    voiced_ms: int,
+    played_text: str,
+    settings: BargeInSettings,
+    logprob: float | None = None,
+) -> Verdict:
     """The verdict on suspected speech once its transcript is known.
 
-    ``played_text`` is what the reply had said so far: words that repeat it are
-    the assistant hearing itself.
+    ``voiced_ms`` is how long it passed ``is_user_speech``. ``played_text`` is
+    what the reply had said so far: words that repeat it are the assistant
+    hearing itself. Whisper's sound annotations ("[coughing]", "(laughs)") are
+    not words. ``logprob`` is the recognizer's confidence (see ``min_logprob``).
     """
-    words = words_of(text)
+    words = words_of(re.sub(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*", " ", text))
     if not words or voiced_ms < settings.min_speech_ms:
         return Verdict.NOISE
     if _is_backchannel(words, settings.backchannels):
         return Verdict.BACKCHANNEL
+    if logprob is not None and logprob < settings.min_logprob:
+        return Verdict.UNCLEAR
     played = set(words_of(played_text))
     if len(words) >= 2 and sum(w in played for w in words) >= 0.8 * len(words):
         return Verdict.ECHO

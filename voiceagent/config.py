@@ -137,6 +137,12 @@ class EchoConfig(_Section):
         "what the driver knows; auto: the sound card's reported latency (0 for files)",
     )
 
+    only_when_echo: bool = Field(
+        True,
+        description="pass the input through uncancelled while no echo of the reply is "
+        "found in it (AEC3 otherwise suppresses the user's voice over a reply)",
+    )
+
     @field_validator("delay_ms")
     @classmethod
     def _delay_range(cls, v: int | str) -> int | str:

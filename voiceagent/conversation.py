@@ -40,6 +40,7 @@ from voiceagent.bargein import (
     Verdict,
     confirms_by_duration,
     counts_as_speech,
+    is_clearly_noise,
     is_user_speech,
     judge,
 )
@@ -114,6 +115,10 @@ class _BargeIn:
     state: _Suspicion = _Suspicion.OPEN
     voiced_ms: int = 0
     """Milliseconds of it that passed the barge-in speech gate."""
+    agreed_ms: int = 0
+    """Of those, milliseconds the second stage also took for speech."""
+    peak_probability: float | None = None
+    """The second stage's highest speech probability on it (None: no second stage)."""
 
 
 class Conversation:
@@ -196,15 +201,19 @@ class Conversation:
 
     def on_block(self, block: np.ndarray, t: float) -> None:
         """One VAD frame of input captured at ``t`` seconds (after echo cancellation)."""
-        is_speech, agreed = self._gate(block, self.vad.is_speech(block))
+        is_speech, prob = self._gate(block, self.vad.is_speech(block))
         self._recent.append(block)
         if self._utt is not None and not self._utt.ended:
             self._utt.frames.append(block)
         decision = self.endpointer.push(is_speech)
         sus = self._suspicion
-        if sus is not None and is_speech and agreed and sus.utt is self._utt:
+        if sus is not None and is_speech and sus.utt is self._utt:
             sus.voiced_ms += self.cfg.vad.frame_ms
-            if sus.state is _Suspicion.OPEN and confirms_by_duration(sus.voiced_ms, self.barge_in):
+            if prob is not None:
+                sus.peak_probability = max(sus.peak_probability or 0.0, prob)
+            if counts_as_speech(prob, self.barge_in):
+                sus.agreed_ms += self.cfg.vad.frame_ms
+            if sus.state is _Suspicion.OPEN and confirms_by_duration(sus.agreed_ms, self.barge_in):
                 self._confirm_barge_in(sus)
         match decision:
             case Decision.START:
@@ -249,23 +258,22 @@ class Conversation:
         """Turns whose reply is playing or about to (committed, not done)."""
         return [t.id for t in self._turns.values() if t.state is TurnState.COMMITTED]
 
-    def _gate(self, block: np.ndarray, vad: bool) -> tuple[bool, bool]:
-        """Is this frame speech, and does the second stage agree? (see ``bargein``)
+    def _gate(self, block: np.ndarray, vad: bool) -> tuple[bool, float | None]:
+        """Is this frame speech, and the second stage's probability (see ``bargein``).
 
         Outside replies it is webrtcvad's verdict alone; during one, frames that
         do not stand out of the echo are not speech.
         """
         if not self.cfg.barge_in.enabled or (self._suspicion is None and not self._replying()):
             self._gating = False
-            return vad, True
+            return vad, None
         if not self._gating and self.second_stage is not None:
             self.second_stage.reset()  # its state is from long ago
         self._gating = True
         prob = self.second_stage.probability(block) if self.second_stage is not None else None
         rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64)))) if block.size else 0.0
         level_db = 20 * math.log10(max(rms, 1e-9))
-        speech = is_user_speech(vad, level_db, self.speaker.echo_level_db(), self.barge_in)
-        return speech, counts_as_speech(prob, self.barge_in)
+        return is_user_speech(vad, level_db, self.speaker.echo_level_db(), self.barge_in), prob
 
     def _disturb(self) -> None:
         """Pause or duck the output while an interruption is being judged."""
@@ -319,12 +327,12 @@ class Conversation:
             BargeInRejected(self.clock.now(), sus.replies[0], sus.utt.turn, verdict.value, text)
         )
 
-    def _judge(self, utt: _Utterance, text: str) -> None:
+    def _judge(self, utt: _Utterance, text: str, logprob: float | None) -> None:
         sus = self._suspicion
         if sus is None or sus.utt is not utt or sus.state is not _Suspicion.OPEN:
             return
         played = " ".join(self._turns[t].reply for t in sus.replies if t in self._turns)
-        verdict = judge(text, sus.voiced_ms, played, self.barge_in)
+        verdict = judge(text, sus.voiced_ms, played, self.barge_in, logprob)
         if verdict is Verdict.INTERRUPTION:
             self._confirm_barge_in(sus)
         else:
@@ -384,7 +392,7 @@ class Conversation:
             return
         sus = self._suspicion
         if sus is not None and sus.utt is utt and sus.state is _Suspicion.OPEN:
-            if sus.voiced_ms < self.barge_in.min_speech_ms:  # a knock, a cough: resume now
+            if is_clearly_noise(sus.peak_probability, self.barge_in):  # a knock: resume now
                 self._reject_barge_in(sus, Verdict.NOISE, "")
         utt.final_task = self._spawn(self._final(utt, self._audio(utt), utt.version))
 
@@ -435,7 +443,7 @@ class Conversation:
             return  # the user went on speaking; a later pause starts a new one
         utt.final_text = result.text
         t = self.clock.now()
-        self._judge(utt, result.text)
+        self._judge(utt, result.text, result.logprob)
         turn = Turn(utt.turn, result.text, self.bus.publish, self._enqueue)
         turn.emit(AsrFinal(t, utt.turn, result.text))
         utt.turn_obj = turn

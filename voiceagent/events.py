@@ -143,7 +143,7 @@ class BargeInRejected(Event):
     type: ClassVar[str] = "barge_in_rejected"
     by_turn: int
     verdict: str
-    """``backchannel``, ``noise`` or ``echo``."""
+    """``backchannel``, ``noise``, ``unclear`` or ``echo``."""
     text: str
     """What was recognized of it."""
 
@@ -157,8 +157,8 @@ class TurnEnd(Event):
     """What the assistant said (only what was played)."""
     reason: str
     """``answered``; ``interrupted`` (barge-in: ``reply`` is the part played);
-    ``no_speech`` (empty transcript); ``backchannel``, ``noise`` or ``echo`` (said
-    over a reply and not an interruption: no answer); ``error``; ``shutdown``."""
+    ``no_speech`` (empty transcript); ``backchannel``, ``noise``, ``unclear`` or
+    ``echo`` (said over a reply and not an interruption: no answer); ``error``; ``shutdown``."""
 
 
 @dataclass(frozen=True)

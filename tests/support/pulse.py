@@ -36,6 +36,15 @@ Notes from the experiment:
   sink rendering every 10 ms, after which paplay -> program latency is 10-50 ms.
 * Loading a null sink whose name is taken gives it a new name (``va_mic.2``), so
   the names actually used are looked up by module and exposed in ``env``.
+
+Acoustic echo: ``module-loopback`` copies a source into a sink, so
+``pactl load-module module-loopback source=va_spk.monitor sink=va_mic latency_msec=50``
+sends what the program plays back into its own microphone, like a loudspeaker
+heard by a microphone in a room; ``pactl set-sink-input-volume N 0.5`` on the
+loopback's sink input (found by its owner module) attenuates it by 6 dB
+(:meth:`PulseSinks.loopback`). Not ``-6dB``: a signed volume is relative to the
+current one, and module-stream-restore starts each new loopback at the volume the
+last one was left at, so repeated runs would attenuate it further and further.
 """
 
 from __future__ import annotations
@@ -192,6 +201,29 @@ def _sinks(server: str) -> list[dict[str, object]]:
     return sinks
 
 
+def _sink_inputs_of(module: int, server: str) -> list[int]:
+    """Indexes of the sink inputs owned by ``module``."""
+    result = _pactl(["--format=json", "list", "sink-inputs"], server)
+    if result.returncode == 0:
+        try:
+            return [int(i["index"]) for i in json.loads(result.stdout)
+                    if str(i.get("owner_module")) == str(module)]
+        except (ValueError, KeyError, TypeError):
+            pass
+    result = _pactl(["list", "sink-inputs"], server)  # pactl < 15 has no JSON output
+    found: list[int] = []
+    index: int | None = None
+    for line in result.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("Sink Input #"):
+            tail = line[len("Sink Input #"):]
+            index = int(tail) if tail.isdigit() else None
+        elif line.startswith("Owner Module:") and index is not None:
+            if line.split(":", 1)[1].strip() == str(module):
+                found.append(index)
+    return found
+
+
 class PulseSinks:
     """Null sinks loaded into a running daemon, and the means to use them.
 
@@ -212,6 +244,7 @@ class PulseSinks:
         self.env: dict[str, str] = {"PULSE_SERVER": server}
         self._procs: list[subprocess.Popen[bytes]] = []
         self._keepalives: list[subprocess.Popen[bytes]] = []
+        self._loopbacks: list[int] = []
 
     # -- names ---------------------------------------------------------------
     def sink(self, name: str) -> str:
@@ -271,8 +304,85 @@ class PulseSinks:
             for probe in probes:
                 _terminate(probe, signal.SIGTERM)
 
+    # -- loopbacks (acoustic echo) ---------------------------------------------
+    def loopback(
+        self,
+        source: str,
+        sink: str,
+        latency_msec: int = 50,
+        volume_db: float | None = None,
+    ) -> int:
+        """Copy ``source`` into ``sink`` with ``module-loopback``; returns the module index.
+
+        Args:
+            source: a monitor (``"va_spk.monitor"``) or a sink name, meaning its monitor.
+            sink: the sink to play into (e.g. ``"va_mic"``).
+            latency_msec: the loopback's target latency (PulseAudio keeps it
+                roughly, adapting its rate).
+            volume_db: gain of the loopback's sink input, in decibels (e.g.
+                -6.0); None leaves it at 100 %.
+
+        The module is unloaded by :meth:`unload_loopback` or :meth:`close`.
+
+        Raises:
+            PulseUnavailable: the module cannot be loaded.
+        """
+        result = _pactl(["load-module", "module-loopback", f"source={self.monitor(source)}",
+                         f"sink={self.sink(sink)}", f"latency_msec={int(latency_msec)}",
+                         "source_dont_move=true", "sink_dont_move=true"], self.server)
+        if result.returncode != 0 or not result.stdout.strip().isdigit():
+            raise PulseUnavailable(
+                f"cannot load module-loopback {source} -> {sink}: "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+        module = int(result.stdout.strip())
+        self._loopbacks.append(module)
+        if volume_db is not None:
+            try:
+                self.set_loopback_volume(module, volume_db)
+            except PulseUnavailable:
+                self.unload_loopback(module)
+                raise
+        return module
+
+    def loopback_sink_input(self, module: int, timeout_s: float = _PACTL_TIMEOUT_S) -> int:
+        """Index of the sink input that loopback ``module`` plays through."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = _sink_inputs_of(module, self.server)
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise PulseUnavailable(f"module-loopback {module} has no sink input")
+            time.sleep(0.05)
+
+    def set_loopback_volume(self, module: int, volume_db: float) -> None:
+        """Set the gain (decibels) of loopback ``module``'s sink input."""
+        sink_input = self.loopback_sink_input(module)
+        # A linear factor: "-6dB" would be *relative* to the current volume (pactl
+        # reads a leading sign that way), and module-stream-restore gives a new
+        # loopback the volume the last one had.
+        result = _pactl(["set-sink-input-volume", str(sink_input), f"{10 ** (volume_db / 20):.6f}"],
+                        self.server)
+        if result.returncode != 0:
+            raise PulseUnavailable(
+                f"cannot set the volume of sink input {sink_input}: "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+
+    def unload_loopback(self, module: int) -> None:
+        """Unload a loopback made by :meth:`loopback` (no error if already gone)."""
+        if module in self._loopbacks:
+            self._loopbacks.remove(module)
+        try:
+            _pactl(["unload-module", str(module)], self.server)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
     def close(self) -> None:
-        """Stop the processes this object started and unload its sinks."""
+        """Stop the processes this object started and unload its loopbacks and sinks."""
+        for module in list(self._loopbacks):
+            self.unload_loopback(module)
         for proc in self._procs:
             _terminate(proc, signal.SIGINT)  # SIGINT lets parecord finish its WAV header
         for proc in self._keepalives:

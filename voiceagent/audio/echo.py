@@ -204,6 +204,82 @@ def estimate_delay_ms(
     return peak * 1000.0 / rate
 
 
+class EchoGatedCanceller:
+    """Cancels the echo only where there is one.
+
+    AEC3 starts out assuming the loudspeaker is heard and, until it has learnt
+    the echo path, suppresses anything in the microphone that coincides with
+    playback. With no echo at all (headphones, a file or pipe without
+    ``--echo``) it never learns, and the user's voice over a reply is removed by
+    40-70 dB: measured, an "mm-hmm" vanished completely. So this wrapper keeps
+    AEC3 running (it learns either way) but passes the microphone through
+    untouched once the last ``window_s`` of playback has shown, repeatedly, no
+    echo correlated with what was played (``estimate_delay_ms``). It starts out
+    cancelling, and once an echo has been found it needs ``release_s`` of
+    playback without one before it stops: double talk also hides the echo peak.
+    """
+
+    def __init__(
+        self,
+        inner: EchoCanceller,
+        sample_rate: int,
+        window_s: float = 2.0,
+        every_s: float = 0.5,
+        release_s: float = 4.0,
+    ) -> None:
+        self.inner = inner
+        self.rate = sample_rate
+        self._window = int(window_s * sample_rate)
+        self._every = int(every_s * sample_rate)
+        self._release = int(release_s * sample_rate)
+        self._played = np.zeros(self._window, np.float32)
+        self._mic = np.zeros(self._window, np.float32)
+        self._since_check = 0
+        self._active = 0
+        """Samples of audible playback since the last check."""
+        self._without_echo = 0
+        """Samples of playback checked since an echo was last found."""
+        self._ever_found = False
+        self.cancelling = True
+        self.delay_ms: float | None = None
+        """The echo delay last found (milliseconds), for the log."""
+
+    def set_delay_ms(self, delay_ms: int) -> None:
+        self.inner.set_delay_ms(delay_ms)
+
+    def process(self, mic: np.ndarray, played: np.ndarray) -> np.ndarray:
+        cleaned = self.inner.process(mic, played)
+        n = mic.size
+        self._played = np.concatenate([self._played[n:], played.astype(np.float32)])
+        self._mic = np.concatenate([self._mic[n:], mic.astype(np.float32)])
+        self._since_check += n
+        if np.abs(played).max() > 1e-3:
+            self._active += n
+        if self._since_check >= self._every:
+            self._check()
+        return cleaned if self.cancelling else mic
+
+    def _check(self) -> None:
+        checked, self._since_check = self._since_check, 0
+        # Judge only windows mostly filled with playback: silence proves nothing.
+        if self._active < checked // 2:
+            self._active = 0
+            return
+        self._active = 0
+        delay = estimate_delay_ms(self._played, self._mic, self.rate)
+        if delay is not None:
+            if not self.cancelling or self.delay_ms is None:
+                logger.info("echo found (%.0f ms): cancelling it", delay)
+            self.delay_ms, self._ever_found, self.cancelling = delay, True, True
+            self._without_echo = 0
+            return
+        self._without_echo += checked
+        limit = self._release if self._ever_found else 2 * self._every
+        if self.cancelling and self._without_echo >= limit:
+            logger.info("no echo of the reply in the input: passing it through uncancelled")
+            self.cancelling = False
+
+
 @dataclass(frozen=True)
 class EchoSpec:
     """A simulated echo path, as given to ``--echo DELAY_MS:GAIN_DB``."""
