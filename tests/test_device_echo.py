@@ -3,11 +3,22 @@
 As in ``test_device_talk``, the test plays the user's speech into the ``va_mic``
 null sink, voiceagent records ``va_mic.monitor`` and plays into ``va_spk``, and
 the test records ``va_spk.monitor``. Here a ``module-loopback`` also copies
-``va_spk.monitor`` back into ``va_mic`` (attenuated, with PulseAudio's own
-latency), so everything the assistant says comes back into its microphone, as
-from a loudspeaker in a room. The echo canceller and the barge-in policy must
-keep that echo from interrupting the reply, while the user's own voice over the
-same loop must still stop it quickly.
+``va_spk.monitor`` back into ``va_mic`` (-6 dB, 50 ms plus PulseAudio's own
+buffering: about 120 ms from voiceagent's output to its input), so everything
+the assistant says comes back into its microphone, as from a loudspeaker in a
+room. The echo canceller and the barge-in policy must keep that echo from
+interrupting the reply, while the user's own voice over the same loop must still
+stop it quickly.
+
+The test also records ``va_mic.monitor`` (the microphone before cancellation):
+it locates the interruption there by cross-correlation, and the two recordings,
+started together, line up within about 20 ms; so the stop latency is measured on
+the output recording from when the user's voice actually reached the microphone.
+It also shows the echo level. Each test prints the events, the levels, what the canceller logged and
+the runs of exact silence in the output: a gap that is not a barge-in pause is
+an output underrun, after which the echo path has shifted under the canceller
+(a 150 ms stall of voiceagent early in the reply is enough for it to barge in
+on its own voice).
 """
 
 from __future__ import annotations
@@ -19,13 +30,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, conversation_wav, require_models, rms
+from tests.speech import ROOT, conversation_wav, require_models, rms, word_error_rate
 from tests.support.pulse import PulseSinks, PulseUnavailable, pulse_sinks_or_skip
 
 pytestmark = [pytest.mark.device, pytest.mark.realmodel]
@@ -42,7 +54,7 @@ QUIET = 0.003
 
 
 @pytest.fixture(scope="module")
-def room() -> PulseSinks:
+def room() -> Iterator[PulseSinks]:
     """Null sinks ``va_mic`` and ``va_spk``, with ``va_spk`` looped back into ``va_mic``."""
     sinks = pulse_sinks_or_skip()
     pulse = next(sinks)  # skips when PulseAudio is unavailable
@@ -119,7 +131,7 @@ class Talk:
             found = next((e for e in self.events() if pred(e)), None)
             if found is not None or time.monotonic() > deadline or self.proc.poll() is not None:
                 return found
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     def settle(self, quiet_s: float, timeout_s: float) -> None:
         """Wait until no event has come for ``quiet_s`` seconds (at most ``timeout_s``)."""
@@ -189,14 +201,15 @@ def _print_events(evs: list[dict]) -> None:
             print("  ", json.dumps(e))
 
 
-def _echo_report(talk: Talk, evs: list[dict]) -> None:
-    """Print how loud the reply and its echo were (the input before cancellation)."""
+def _echo_report(talk: Talk, evs: list[dict]) -> str:
+    """Print how loud the reply and its echo were (the input before cancellation),
+    what the echo canceller logged and where the output starved; returns the last."""
     said, _ = soundfile.read(str(talk.said_path), dtype="float32")
     mic, _ = soundfile.read(str(talk.mic_path), dtype="float32")
     loud = _frames_peak(said, RATE // 100) >= QUIET
     if not loud.any():
         print("echo: the output stayed silent")
-        return
+        return "the output stayed silent"
     first, last = np.flatnonzero(loud)[[0, -1]]
     seg = slice(first * RATE // 100, (last + 1) * RATE // 100)
     # mic is recorded with the same start as said (within a few ms); the echo
@@ -206,8 +219,24 @@ def _echo_report(talk: Talk, evs: list[dict]) -> None:
     print(f"reply heard on va_spk: {first / 100:.2f}-{(last + 1) / 100:.2f} s of the recording, "
           f"rms {_db(rms(said[seg])):.1f} dBFS; the microphone over that span: "
           f"rms {_db(rms(mic_seg)):.1f} dBFS (loopback gain {LOOPBACK_GAIN_DB:+.0f} dB)")
-    delays = [s.strip().split(": ", 1)[-1] for s in talk.stderr if "echo canceller delay" in s]
-    print("AEC:", "; ".join(delays) or "no delay logged")
+    notes = [s.strip().split(": ", 1)[-1] for s in talk.stderr if "echo" in s and " INFO " in s]
+    print("echo log:", "; ".join(notes) or "nothing")
+    # Exact digital silence inside the reply: the output starved (an underrun, or
+    # the reply paused for a suspected barge-in). Starved output shifts the
+    # play-to-capture delay under the echo canceller's feet.
+    start = next((e["t"] for e in evs if e["type"] == "playback_start"), 0.0)
+    suspected = [round(e["t"] - start, 2) for e in evs if e["type"] == "barge_in_suspected"]
+    summary = (f"silent gaps in the output (s after its first sound, ms): {_gaps(said[seg])}; "
+               f"barge_in_suspected at (s after playback_start): {suspected}")
+    print(summary)
+    return summary
+
+
+def _gaps(audio: np.ndarray, min_ms: float = 5.0) -> list[tuple[float, int]]:
+    """Runs of exact zeros in ``audio`` at least ``min_ms`` long: (start s, length ms)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (audio == 0).astype(np.int8), [0]])))
+    return [(round(int(a) / RATE, 2), round(int(b - a) * 1000 / RATE))
+            for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_ms * RATE / 1000]
 
 
 def test_own_voice_through_a_loopback_does_not_interrupt(room, tmp_path):
@@ -223,7 +252,7 @@ def test_own_voice_through_a_loopback_does_not_interrupt(room, tmp_path):
         assert end is not None, talk.log()
         # The reply's tail echoes on for the loopback's latency: give anything it
         # set off (a new "turn" from the assistant's own voice) time to show.
-        talk.settle(quiet_s=2.5, timeout_s=20)
+        talk.settle(quiet_s=2.5, timeout_s=8)
     finally:
         talk.stop()
     assert talk.returncode == 0, talk.log()
@@ -231,15 +260,16 @@ def test_own_voice_through_a_loopback_does_not_interrupt(room, tmp_path):
     print()
     _print_events(evs)
     print(f"barge_in_suspected: {len(_of(evs, 'barge_in_suspected'))}")
-    _echo_report(talk, evs)
+    why = _echo_report(talk, evs)
 
-    assert not _of(evs, "barge_in"), [e for e in evs if e["type"].startswith("barge_in")]
+    barge = [e for e in evs if e["type"].startswith("barge_in")]
+    assert not _of(evs, "barge_in"), f"the assistant interrupted itself: {barge}; {why}"
     ends = _of(evs, "turn_end", turn=1)
-    assert ends and ends[0]["reason"] == "answered", ends
+    assert ends and ends[0]["reason"] == "answered", f"{ends}; {why}"
     played = _of(evs, "playback_end", turn=1)
     assert played and played[0]["played_s"] > 1.0, played
     extra = [e for e in _of(evs, "turn_end", reason="answered") if e["turn"] != 1]
-    assert not extra, f"the assistant answered its own echo: {extra}"
+    assert not extra, f"the assistant answered its own echo: {extra}; {why}"
 
 
 def test_interrupting_through_the_device_stops_the_reply(room, tmp_path):
@@ -267,7 +297,7 @@ def test_interrupting_through_the_device_stops_the_reply(room, tmp_path):
     evs = talk.events()
     print()
     _print_events(evs)
-    _echo_report(talk, evs)
+    why = _echo_report(talk, evs)
 
     # When the interruption reached the microphone, on the recording of the output.
     said, _ = soundfile.read(str(talk.said_path), dtype="float32")
@@ -277,7 +307,8 @@ def test_interrupting_through_the_device_stops_the_reply(room, tmp_path):
     expected = played_at - talk.mic_t0
     onset = in_mic + (talk.mic_t0 - talk.said_t0) + span[0]
     quiet = _quiet_after(said, onset)
-    level = _db(float(_frames_peak(said[int((onset - 0.3) * RATE) : int(onset * RATE)], RATE // 100).max()))
+    before = said[max(0, int((onset - 0.3) * RATE)) : int(onset * RATE)]
+    level = _db(float(np.abs(before).max())) if before.size else -180.0
     print(f"interruption: paplay started {expected:.3f} s into the mic recording, heard at "
           f"{in_mic:.3f} s (+{(in_mic - expected) * 1000:.0f} ms); speech onset at {onset:.3f} s "
           f"of the output recording, where the output peaked at {level:.1f} dBFS over 300 ms")
@@ -292,9 +323,11 @@ def test_interrupting_through_the_device_stops_the_reply(room, tmp_path):
               f"playback_end(1) t={paused[0]['t']:.3f}: "
               f"{(paused[0]['t'] - onset_ev[0]['t']) * 1000:.0f} ms")
 
+    assert level > _db(QUIET), f"the reply had already stopped when the user interrupted; {why}"
     barge = _of(evs, "barge_in", turn=1)
     assert barge and barge[0]["by_turn"] == 2, [e for e in evs if e["type"].startswith("barge")]
-    assert _of(evs, "turn_end", turn=1)[0]["reason"] == "interrupted"
-    assert _of(evs, "turn_end", turn=2)[0]["reason"] == "answered"
-    assert level > _db(QUIET), "the reply was not playing when the user interrupted"
+    ends = {e["turn"]: e for e in _of(evs, "turn_end")}
+    assert ends.get(1, {}).get("reason") == "interrupted", ends.get(1)
+    assert ends.get(2, {}).get("reason") == "answered", ends.get(2)
+    assert word_error_rate(INTERRUPTION, ends[2]["text"]) <= 0.5, ends[2]
     assert stop_latency is not None and stop_latency < 1.0, stop_latency

@@ -264,7 +264,12 @@ class Conversation:
         Outside replies it is webrtcvad's verdict alone; during one, frames that
         do not stand out of the echo are not speech.
         """
-        if not self.cfg.barge_in.enabled or (self._suspicion is None and not self._replying()):
+        # Gate until the reply's echo has died away too: the last word's echo
+        # reaches the microphone after the turn has ended.
+        echo_db = self.speaker.echo_level_db()
+        if not self.cfg.barge_in.enabled or (
+            self._suspicion is None and not self._replying() and echo_db is None
+        ):
             self._gating = False
             return vad, None
         if not self._gating and self.second_stage is not None:
@@ -273,7 +278,7 @@ class Conversation:
         prob = self.second_stage.probability(block) if self.second_stage is not None else None
         rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64)))) if block.size else 0.0
         level_db = 20 * math.log10(max(rms, 1e-9))
-        return is_user_speech(vad, level_db, self.speaker.echo_level_db(), self.barge_in), prob
+        return is_user_speech(vad, level_db, echo_db, self.barge_in), prob
 
     def _disturb(self) -> None:
         """Pause or duck the output while an interruption is being judged."""
