@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voiceagent.asr import Transcriber, is_probably_noise
-from voiceagent.audio.convert import resample
+from voiceagent.audio.convert import resample, rms_db
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
 from voiceagent.bargein import (
     BargeInSettings,
@@ -276,9 +275,7 @@ class Conversation:
             self.second_stage.reset()  # its state is from long ago
         self._gating = True
         prob = self.second_stage.probability(block) if self.second_stage is not None else None
-        rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64)))) if block.size else 0.0
-        level_db = 20 * math.log10(max(rms, 1e-9))
-        return is_user_speech(vad, level_db, echo_db, self.barge_in), prob
+        return is_user_speech(vad, rms_db(block), echo_db, self.barge_in), prob
 
     def _disturb(self) -> None:
         """Pause or duck the output while an interruption is being judged."""

@@ -50,6 +50,7 @@ _MARKS: dict[type[Event], str] = {
 @dataclass
 class TurnRecord:
     turn: int
+    speech_start: float | None = None
     speech_end: float | None = None
     marks: dict[str, float] = field(default_factory=dict)
     """Seconds on the input timeline, by column key."""
@@ -85,16 +86,16 @@ class LatencyTracker:
     def __init__(self) -> None:
         self.turns: dict[int, TurnRecord] = {}
         self.barge_ins: list[BargeInRecord] = []
-        self._onsets: dict[int, float] = {}
 
     def __call__(self, event: Event) -> None:
         if event.turn == 0:
             return
         rec = self.turns.setdefault(event.turn, TurnRecord(event.turn))
         if isinstance(event, SpeechStart):
-            self._onsets[event.turn] = event.t
+            rec.speech_start = event.t
         elif isinstance(event, BargeIn):
-            onset = self._onsets.get(event.by_turn, event.t)
+            by = self.turns.get(event.by_turn)
+            onset = by.speech_start if by is not None and by.speech_start is not None else event.t
             self.barge_ins.append(BargeInRecord(event.turn, event.by_turn, onset))
         elif isinstance(event, PlaybackEnd):
             for b in self.barge_ins:

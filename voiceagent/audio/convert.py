@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import soxr
 
@@ -20,6 +22,12 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate or audio.size == 0:
         return audio.astype(np.float32, copy=False)
     return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32)
+
+
+def rms_db(audio: np.ndarray) -> float:
+    """Root-mean-square level in dBFS (about -180 for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return 20 * math.log10(max(rms, 1e-9))
 
 
 def float_to_int16_bytes(audio: np.ndarray) -> bytes:

@@ -16,12 +16,13 @@ Thread-safe: enqueue/flush run on the event loop, pull on the audio thread.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from voiceagent.audio.convert import rms_db
 
 FADE_S = 0.005
 """Seconds of fade when the output pauses, resumes or changes gain (no clicks)."""
@@ -208,8 +209,7 @@ class Speaker:
         return self._queue[0][0] if state is not None and state.started else None
 
     def _remember_level(self, out: np.ndarray) -> None:
-        rms = float(np.sqrt(np.mean(np.square(out, dtype=np.float64)))) if out.size else 0.0
-        self._levels.append((out.size, 20 * math.log10(max(rms, 1e-9))))
+        self._levels.append((out.size, rms_db(out)))
         window = int(self._level_window_s * self.sample_rate)
         while sum(k for k, _ in self._levels) - self._levels[0][0] >= window:
             self._levels.popleft()
