@@ -23,7 +23,7 @@ def require_models() -> None:
     from voiceagent.model_store import status
 
     missing = [r.spec.name for r in status(ROOT / "models", verify=False)
-               if r.state != "installed" and r.spec.role in ("asr", "llm", "tts")]
+               if r.state != "installed" and r.spec.role in ("asr", "llm", "tts", "turn")]
     if missing:
         pytest.skip(f"models missing: {missing} (run 'voiceagent models pull')")
 

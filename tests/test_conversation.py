@@ -25,7 +25,7 @@ class SlowInput(ArrayInput):
         return await super().read(n)
 
 
-def converse(audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, **cfg_over):
+def converse(audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, end_model=None, **cfg_over):
     cfg = Config(**cfg_over)
     bus = EventBus()
     events = []
@@ -33,7 +33,10 @@ def converse(audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, 
     clock = ManualClock()
     speaker = Speaker(16000)
     chat = chat or FakeChat()
-    conv = Conversation(cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock)
+    conv = Conversation(
+        cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock,
+        end_model=end_model,
+    )
     rec = MemoryOutput()
     driver = PacedDuplex(SlowInput(audio), rec, speaker, clock, 320, realtime=False)
 

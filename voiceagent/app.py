@@ -37,6 +37,7 @@ from voiceagent.llm import ChatModel, LlamaChatModel
 from voiceagent.metrics import LatencyTracker
 from voiceagent.model_store import missing_model_error
 from voiceagent.tts import PiperSynthesizer, Synthesizer
+from voiceagent.turn_end import EndOfTurnModel, SmartTurn
 from voiceagent.vad import SileroVad, WebRtcVad
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Models:
     transcriber: Transcriber
     chat: ChatModel
     synthesizer: Synthesizer
+    end_model: EndOfTurnModel | None = None
+    """Judges pauses from the voice (``turn.end_model``); None: the words alone."""
 
 
 def check_model_paths(cfg: Config) -> dict[str, Path]:
@@ -56,6 +59,8 @@ def check_model_paths(cfg: Config) -> dict[str, Path]:
         "llm": cfg.resolve(cfg.llm.model),
         "tts": cfg.resolve(cfg.tts.model),
     }
+    if cfg.turn.end_model == "smart-turn":
+        paths["turn"] = cfg.resolve(cfg.turn.model)
     for role, path in paths.items():
         if not path.exists():
             raise missing_model_error(path, role)
@@ -72,8 +77,12 @@ def load_models(cfg: Config, out: TextIO = sys.stderr) -> Models:
     chat.warm_up(cfg.llm.system_prompt)
     synthesizer = PiperSynthesizer(paths["tts"], cfg.tts)
     synthesizer.warm_up()
+    end_model = None
+    if "turn" in paths:
+        end_model = SmartTurn(paths["turn"], cfg.turn.threads, cfg.turn.device)
+        end_model.warm_up()
     print(f"models loaded and warmed up in {time.perf_counter() - start:.1f} s", file=out)
-    return Models(transcriber, chat, synthesizer)
+    return Models(transcriber, chat, synthesizer, end_model)
 
 
 class ConsoleDisplay:
@@ -128,7 +137,7 @@ def build_conversation(cfg: Config, models: Models, bus: EventBus) -> tuple[Conv
         second_stage = SileroVad(cfg.audio.sample_rate)
     conv = Conversation(
         cfg, vad, models.transcriber, models.chat, models.synthesizer, speaker, bus, clock,
-        second_stage=second_stage,
+        second_stage=second_stage, end_model=models.end_model,
     )
     return conv, speaker, clock
 

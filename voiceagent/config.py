@@ -68,7 +68,7 @@ class VadConfig(_Section):
         description="silence after which the final transcript is started speculatively",
     )
     trailing_silence_ms: int = Field(
-        750, ge=50, le=10000, description="silence that ends the user's turn"
+        1000, ge=50, le=10000, description="silence that ends the turn when no pause was judged"
     )
     max_utterance_s: float = Field(20.0, gt=1, le=120, description="seconds")
 
@@ -82,6 +82,17 @@ class AsrConfig(_Section):
     language: str | None = "en"
     partial_interval_ms: int = Field(
         1000, ge=0, le=10000, description="0 disables partial transcripts"
+    )
+    window: Literal["fit", "full"] = Field(
+        "fit",
+        description="fit: the encoder sees the utterance plus a margin (about 8x faster on "
+        "short utterances); full: Whisper's usual 30-second window",
+    )
+    window_margin_s: float = Field(
+        3.0, ge=0, le=30, description="seconds of padding after the audio with window: fit"
+    )
+    min_window_s: float = Field(
+        8.0, ge=1, le=30, description="shortest encoder window in seconds with window: fit"
     )
 
 
@@ -120,8 +131,28 @@ class TtsConfig(_Section):
 
 
 class TurnConfig(_Section):
+    """When the user's turn is over (see ``voiceagent.turn_end``)."""
+
     speculative: bool = Field(
         True, description="start ASR, LLM and TTS at silence onset, before the endpoint"
+    )
+    end_model: Literal["smart-turn", "none"] = Field(
+        "smart-turn", description="end-of-turn model judging each pause from the voice"
+    )
+    model: Path = Path("models/smart-turn-v3.2/smart-turn-v3.2-cpu.onnx")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(1, ge=1, le=64)
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="end-of-turn probability that counts as complete"
+    )
+    complete_silence_ms: int = Field(
+        250, ge=0, le=10000, description="silence that ends a turn judged complete"
+    )
+    unsure_silence_ms: int = Field(
+        450, ge=0, le=10000, description="words look complete, the voice does not"
+    )
+    unfinished_silence_ms: int = Field(
+        1000, ge=0, le=10000, description="the words so far cannot end a sentence"
     )
 
 

@@ -12,6 +12,12 @@ too, as a speculative turn. When the endpointer confirms the end of the turn
 by then, plays at once. If the user goes on speaking, the speculative work is
 thrown away and done again at the next pause.
 
+How long a pause must last to end the turn is judged per pause (``turn_end``):
+once the speculative transcript exists and the end-of-turn model has heard the
+pause, the endpointer is told to end after ``complete``, ``unsure`` or
+``unfinished`` silence, so a finished question is answered after a short
+silence and a hesitation after "the" is waited out.
+
 Full duplex: it keeps listening while it speaks. User speech that starts over a
 reply (judged by ``bargein``: a second-stage VAD and the echo level must agree)
 pauses the reply at once; it is then either confirmed as an interruption (the
@@ -66,12 +72,14 @@ from voiceagent.events import (
     SpeechStart,
     TtsFirstAudio,
     TurnEnd,
+    TurnEndJudged,
 )
 from voiceagent.history import Exchange, History
 from voiceagent.llm import ChatModel
 from voiceagent.splitter import ClauseSplitter
 from voiceagent.tts import Synthesizer
 from voiceagent.turn import Turn, TurnState
+from voiceagent.turn_end import EndOfTurnModel, TurnEndSettings, silence_needed_ms
 from voiceagent.vad import SpeechDetector, SpeechProbability
 from voiceagent.workers import ModelWorker
 
@@ -95,6 +103,10 @@ class _Utterance:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     ignored: str | None = None
     """Set to the verdict when it was said over a reply and is not an interruption."""
+    end_probability: float | None = None
+    """The end-of-turn model's verdict on the current pause (None: not yet, or none)."""
+    end_heard: bool = False
+    """The end-of-turn model has answered (or failed) for the current pause."""
 
 
 class _Suspicion(enum.Enum):
@@ -132,6 +144,7 @@ class Conversation:
         bus: EventBus,
         clock: Clock,
         second_stage: SpeechProbability | None = None,
+        end_model: EndOfTurnModel | None = None,
     ) -> None:
         self.cfg = cfg
         self.vad = vad
@@ -160,6 +173,15 @@ class Conversation:
         self.partial_worker = ModelWorker("asr-partial")
         self.llm_worker = ModelWorker("llm")
         self.tts_worker = ModelWorker("tts")
+        self.end_worker = ModelWorker("turn-end")
+        self.end_model = end_model
+        tc = cfg.turn
+        self.turn_end = TurnEndSettings(
+            complete_ms=tc.complete_silence_ms,
+            unsure_ms=tc.unsure_silence_ms,
+            unfinished_ms=tc.unfinished_silence_ms,
+            threshold=tc.threshold,
+        )
         pre_roll = -(-cfg.vad.pre_roll_ms // cfg.vad.frame_ms)
         self._recent: deque[np.ndarray] = deque(maxlen=pre_roll + 64)
         self._utt: _Utterance | None = None
@@ -396,7 +418,34 @@ class Conversation:
         if sus is not None and sus.utt is utt and sus.state is _Suspicion.OPEN:
             if is_clearly_noise(sus.peak_probability, self.barge_in):  # a knock: resume now
                 self._reject_barge_in(sus, Verdict.NOISE, "")
-        utt.final_task = self._spawn(self._final(utt, self._audio(utt), utt.version))
+        audio = self._audio(utt)
+        utt.final_task = self._spawn(self._final(utt, audio, utt.version))
+        utt.end_probability, utt.end_heard = None, self.end_model is None
+        if self.end_model is not None:
+            self._spawn(self._hear_end(utt, audio, utt.version))
+
+    async def _hear_end(self, utt: _Utterance, audio: np.ndarray, version: int) -> None:
+        """Ask the end-of-turn model about this pause."""
+        assert self.end_model is not None
+        try:
+            probability: float | None = await self.end_worker.call(self.end_model.probability, audio)
+        except StageError as err:  # the words alone still decide
+            logger.warning("turn %d: end-of-turn model failed: %s", utt.turn, err)
+            probability = None
+        if version != utt.version:
+            return
+        utt.end_probability, utt.end_heard = probability, True
+        self._decide_end(utt)
+
+    def _decide_end(self, utt: _Utterance) -> None:
+        """Once the words and the voice of this pause are known: how long to wait."""
+        if utt is not self._utt or utt.ended or utt.final_text is None or not utt.end_heard:
+            return
+        ms = silence_needed_ms(utt.final_text, utt.end_probability, self.turn_end)
+        self.endpointer.set_silence_needed(ms)
+        self.bus.publish(
+            TurnEndJudged(self.clock.now(), utt.turn, utt.final_text, utt.end_probability, ms)
+        )
 
     def _on_resume(self) -> None:
         utt = self._utt
@@ -445,6 +494,7 @@ class Conversation:
             return  # the user went on speaking; a later pause starts a new one
         utt.final_text = result.text
         t = self.clock.now()
+        self._decide_end(utt)
         self._judge(utt, result.text, result.logprob)
         turn = Turn(utt.turn, result.text, self.bus.publish, self._enqueue)
         turn.emit(AsrFinal(t, utt.turn, result.text))
@@ -626,5 +676,6 @@ class Conversation:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in (self.asr_worker, self.partial_worker, self.llm_worker, self.tts_worker):
+        workers = (self.asr_worker, self.partial_worker, self.llm_worker, self.tts_worker, self.end_worker)
+        for worker in workers:
             worker.shutdown()

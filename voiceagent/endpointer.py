@@ -13,7 +13,9 @@ The states an utterance goes through::
 PAUSE fires after ``speculate_ms`` of silence so the caller can start the final
 transcript (and the reply) before the turn is over; RESUME tells it to throw that
 work away because the user went on speaking; END fires after
-``trailing_silence_ms``. Short voiced blips inside a silence (a click, a breath)
+``trailing_silence_ms``, unless the caller has judged this pause meanwhile and
+set a shorter (or longer) silence with ``set_silence_needed`` (see ``turn_end``).
+Short voiced blips inside a silence (a click, a breath)
 shorter than ``resume_ms`` do not reset the silence: real people and real rooms
 produce them, and they would otherwise push the end of turn out indefinitely.
 """
@@ -44,7 +46,7 @@ class EndpointerSettings:
     speculate_ms: int = 200
     """Silence in milliseconds after which PAUSE fires (0 fires on the first silent frame)."""
     trailing_silence_ms: int = 650
-    """Silence in milliseconds that ends the utterance."""
+    """Silence in milliseconds that ends the utterance, unless set per pause."""
     max_utterance_ms: int = 20000
     """An utterance longer than this is ended (milliseconds)."""
 
@@ -61,7 +63,8 @@ class Endpointer:
         self._window: deque[bool] = deque(maxlen=self._start_frames + self._start_frames // 2 + 1)
         self._resume_frames = settings.frames(settings.resume_ms)
         self._pause_frames = settings.frames(settings.speculate_ms) if settings.speculate_ms else 1
-        self._end_frames = settings.frames(settings.trailing_silence_ms)
+        self._default_end_frames = settings.frames(settings.trailing_silence_ms)
+        self._end_frames = self._default_end_frames
         self._max_frames = settings.frames(settings.max_utterance_ms)
         self.index = -1
         """Index of the last frame pushed."""
@@ -73,6 +76,19 @@ class Endpointer:
         """Last frame counted as speech in the current (or last) utterance."""
         self._silence = 0
         self._voiced_run = 0
+
+    @property
+    def silence_ms(self) -> int:
+        """Milliseconds of silence in the current utterance so far."""
+        return self._silence * self.s.frame_ms
+
+    def set_silence_needed(self, ms: int) -> None:
+        """The silence that ends the current pause (until speech resumes).
+
+        When that much has already passed, the next frame ends the utterance.
+        """
+        if self.in_utterance:
+            self._end_frames = max(1, self.s.frames(ms))
 
     def push(self, is_speech: bool) -> Decision:
         self.index += 1
@@ -89,6 +105,7 @@ class Endpointer:
         self.last_voiced_index = self.index
         self.in_utterance = True
         self.paused = False
+        self._end_frames = self._default_end_frames
         self._silence = 0
         self._voiced_run = 0
         self._window.clear()
@@ -101,6 +118,7 @@ class Endpointer:
                 # Real speech (not a blip): the silence, if any, is over.
                 self.last_voiced_index = self.index
                 self._silence = 0
+                self._end_frames = self._default_end_frames
                 if self.paused:
                     self.paused = False
                     return Decision.RESUME

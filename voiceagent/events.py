@@ -51,6 +51,19 @@ class SpeechEnd(Event):
 
 
 @dataclass(frozen=True)
+class TurnEndJudged(Event):
+    """A pause was judged (``turn_end``): how much silence will end the turn."""
+
+    type: ClassVar[str] = "turn_end_judged"
+    text: str
+    """The transcript up to the pause."""
+    probability: float | None
+    """The end-of-turn model's probability that the turn is complete (None: no model)."""
+    silence_ms: int
+    """Milliseconds of silence after which this pause ends the turn."""
+
+
+@dataclass(frozen=True)
 class EndOfTurn(Event):
     """The endpointer decided the turn is over (t is the decision time)."""
 

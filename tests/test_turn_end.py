@@ -1,0 +1,181 @@
+"""End of turn: the pure per-pause decision, the endpointer honouring it, and the
+conversation asking the model (fakes on a manual clock); the real Smart Turn model
+and the windowed ASR at the end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.fakes import FakeTranscriber, silence, tone
+from tests.test_conversation import converse, first
+from voiceagent.asr import Transcript
+from voiceagent.endpointer import Decision, Endpointer, EndpointerSettings
+from voiceagent.turn_end import TurnEndSettings, looks_unfinished, silence_needed_ms
+
+S = TurnEndSettings(complete_ms=250, unsure_ms=450, unfinished_ms=1000, threshold=0.5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Remind me to", "I was thinking about", "Could you tell me about the", "Set a timer for",
+     "I'd like a pizza and", "Well, um", "So I was wondering,", "Play something like...",
+     "What is the capital of"],
+)
+def test_words_a_sentence_cannot_end_on_are_unfinished(text):
+    assert looks_unfinished(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "What is the capital of France?", "Turn on the kitchen lights", "Where are you from?",
+     "What should I do", "Do you know where the station is", "What is it like?", "I think so.",
+     "Why?"],
+)
+def test_complete_looking_words(text):
+    assert not looks_unfinished(text)
+
+
+def test_silence_needed_per_pause():
+    assert silence_needed_ms("Remind me to", 0.99, S) == 1000  # the words win
+    assert silence_needed_ms("What time is it?", 0.9, S) == 250
+    assert silence_needed_ms("What time is it?", 0.5, S) == 250  # at the threshold
+    assert silence_needed_ms("What time is it?", 0.2, S) == 450  # the voice is unsure
+    assert silence_needed_ms("What time is it?", None, S) == 450  # no model
+
+
+def run(ep: Endpointer, flags: list[bool]) -> list[tuple[int, Decision]]:
+    return [(i, d) for i, f in enumerate(flags) if (d := ep.push(f)) is not Decision.NONE]
+
+
+def test_endpointer_ends_after_the_silence_set_for_this_pause():
+    ep = Endpointer(EndpointerSettings(frame_ms=20, speculate_ms=100, trailing_silence_ms=1000))
+    got = run(ep, [True] * 10 + [False] * 8)
+    assert got == [(2, Decision.START), (14, Decision.PAUSE)]
+    ep.set_silence_needed(200)  # 8 silent frames = 160 ms so far
+    assert ep.push(False) is Decision.NONE  # 180 ms
+    assert ep.push(False) is Decision.END  # the 10th silent frame: 200 ms
+
+
+def test_a_shorter_silence_than_already_passed_ends_at_the_next_frame():
+    ep = Endpointer(EndpointerSettings(frame_ms=20, speculate_ms=100, trailing_silence_ms=1000))
+    run(ep, [True] * 10 + [False] * 20)
+    ep.set_silence_needed(250)
+    assert ep.push(False) is Decision.END
+
+
+def test_resumed_speech_restores_the_default_silence():
+    ep = Endpointer(EndpointerSettings(frame_ms=20, speculate_ms=100, trailing_silence_ms=400))
+    run(ep, [True] * 10 + [False] * 6)
+    ep.set_silence_needed(2000)
+    got = run(ep, [True] * 5 + [False] * 20)
+    assert (2, Decision.RESUME) in got and (24, Decision.END) in got  # 20 frames = 400 ms
+
+
+class FixedEnd:
+    """An end-of-turn model that always gives the same probability."""
+
+    def __init__(self, probability: float) -> None:
+        self.p = probability
+        self.calls = 0
+
+    def probability(self, audio: np.ndarray) -> float:
+        self.calls += 1
+        return self.p
+
+
+class Words(FakeTranscriber):
+    """Short audio is an unfinished phrase, longer audio the whole request."""
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        super().transcribe(audio)
+        loud = np.count_nonzero(np.abs(audio) > 0.1) / 16000
+        return Transcript("Remind me to" if loud < 1.5 else "Remind me to buy milk.", 0.0)
+
+
+def check_ended_as_judged(events, silence_ms: int, turn: int = 1) -> None:
+    """The turn ended once the judged silence had passed, or at the judgement if that
+    came later (worker threads are not on the manual clock: under load they lag)."""
+    end = first(events, "end_of_turn", turn).t
+    speech_end = first(events, "speech_end", turn).t
+    judged = [e for e in events if e.type == "turn_end_judged" and e.turn == turn][-1]
+    assert judged.silence_ms == silence_ms
+    due = max(speech_end + silence_ms / 1000, judged.t)
+    assert due - 0.001 <= end <= due + 0.045, (end, speech_end, judged)
+
+
+def test_a_complete_turn_ends_after_the_short_silence():
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(2.0)])
+    events, _, _ = converse(audio, end_model=FixedEnd(0.9))
+    judged = first(events, "turn_end_judged", 1)
+    assert judged.silence_ms == 250 and judged.probability == pytest.approx(0.9)
+    check_ended_as_judged(events, 250)
+    assert first(events, "turn_end", 1).reason == "answered"
+
+
+def test_an_unsure_voice_waits_longer():
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(2.0)])
+    events, _, _ = converse(audio, end_model=FixedEnd(0.1))
+    check_ended_as_judged(events, 450)
+
+
+def test_a_hesitation_after_an_unfinished_phrase_is_waited_out():
+    # 700 ms of silence after "Remind me to": longer than the unsure wait, but
+    # the words are unfinished, so the turn goes on and is answered as a whole.
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.7), tone(1.0), silence(2.5)])
+    events, _, _ = converse(audio, transcriber=Words(), end_model=FixedEnd(0.99))
+    judged = [e for e in events if e.type == "turn_end_judged"]
+    # (under load the first pause's judgement may come after speech resumed and be
+    # dropped; the default silence then holds the turn open just the same)
+    assert all(j.silence_ms == 1000 for j in judged if j.text == "Remind me to")
+    assert [e.text for e in events if e.type == "asr_final"] == ["Remind me to buy milk."]
+    assert [e.turn for e in events if e.type == "end_of_turn"] == [1]
+    check_ended_as_judged(events, 250)
+
+
+def test_a_failing_model_leaves_the_words_to_decide():
+    class Broken:
+        def probability(self, audio):
+            from voiceagent.errors import StageError
+            raise StageError("turn", "boom")
+
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(2.0)])
+    events, _, _ = converse(audio, end_model=Broken())
+    assert first(events, "turn_end_judged", 1).probability is None
+    assert first(events, "turn_end", 1).reason == "answered"
+
+
+# ---------------------------------------------------------------- real models
+
+@pytest.mark.realmodel
+def test_smart_turn_hears_a_finished_and_an_unfinished_sentence():
+    from tests.speech import ROOT, require_models, say
+    from voiceagent.audio.convert import resample
+    from voiceagent.turn_end import SmartTurn
+
+    require_models()
+    model = SmartTurn(ROOT / "models/smart-turn-v3.2/smart-turn-v3.2-cpu.onnx", threads=1)
+    pause = silence(0.2)
+    done = np.concatenate([resample(say("Turn on the kitchen lights."), 22050, 16000), pause])
+    unfinished = np.concatenate([resample(say("I would like to know"), 22050, 16000), pause])
+    assert model.probability(done) > 0.5
+    assert model.probability(unfinished) < 0.5
+
+
+@pytest.mark.realmodel
+def test_the_fitted_asr_window_transcribes_like_the_full_one():
+    from tests.speech import ROOT, require_models, say, word_error_rate
+    from voiceagent.asr import WhisperTranscriber, is_probably_noise
+    from voiceagent.audio.convert import resample
+    from voiceagent.config import AsrConfig
+
+    require_models()
+    text = "Please remind me to call my mother tomorrow morning."
+    audio = np.concatenate([silence(0.3), resample(say(text), 22050, 16000), silence(0.2)])
+    fit = WhisperTranscriber(ROOT / "models/whisper-tiny.en", AsrConfig(window="fit"))
+    full = WhisperTranscriber(ROOT / "models/whisper-tiny.en", AsrConfig(window="full"))
+    a, b = fit.transcribe(audio), full.transcribe(audio)
+    assert word_error_rate(text, a.text) <= 0.2, a
+    assert word_error_rate(text, b.text) <= 0.2, b
+    assert a.logprob is not None and -1.0 < a.logprob <= 0
+    assert is_probably_noise(fit.transcribe(silence(1.0)).text)  # "you", filtered downstream
