@@ -10,6 +10,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from voiceagent.config import TtsConfig
+from voiceagent.cpu import onnx_options
 from voiceagent.errors import ModelLoadError, StageError
 from voiceagent.gpu import cuda_available
 
@@ -42,9 +43,7 @@ class PiperSynthesizer:
         )
         # The session is built here rather than by PiperVoice.load so that the
         # thread budget holds: on 2 cores, piper must not take both from the LLM.
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = cfg.threads
-        options.inter_op_num_threads = 1
+        options = onnx_options(cfg.threads)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else [
             "CPUExecutionProvider"
         ]

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
+from voiceagent.cpu import onnx_options
 from voiceagent.errors import ModelLoadError, StageError
 from voiceagent.gpu import cuda_available
 
@@ -107,10 +108,7 @@ class SmartTurn:
         import onnxruntime
         from faster_whisper.feature_extractor import FeatureExtractor
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = onnx_options(threads)
         use_cuda = device == "cuda" or (device == "auto" and cuda_available("onnxruntime"))
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else [
             "CPUExecutionProvider"

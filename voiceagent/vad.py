@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from voiceagent.audio.convert import float_to_int16_bytes
+from voiceagent.cpu import onnx_options
 
 
 class SpeechDetector(Protocol):
@@ -60,10 +61,7 @@ class SileroVad:
 
         from voiceagent.audio.convert import StreamResampler
 
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = onnx_options(1)
         path = Path(get_assets_path()) / "silero_vad_v6.onnx"
         self._session = onnxruntime.InferenceSession(
             str(path), providers=["CPUExecutionProvider"], sess_options=opts
