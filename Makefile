@@ -49,3 +49,22 @@ models: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) demo-conversation.wav
+
+# A separate venv for the `voiceagent bench --peer pipecat` comparison, so that
+# pipecat's dependency pins cannot break the project venv. It holds pipecat with
+# its faster-whisper, Silero and piper services and llama-cpp-python's
+# OpenAI-compatible server (built with the same LLAMA_CMAKE_ARGS, so pip reuses
+# the cached wheel of the project venv when the version matches).
+PIPECAT_VENV := .venv-pipecat
+PIPECAT_VERSION ?= 1.14.0
+
+.PHONY: pipecat-venv
+pipecat-venv: $(PIPECAT_VENV)/.installed
+
+$(PIPECAT_VENV)/.installed:
+	test -x $(PIPECAT_VENV)/bin/python || $(PYTHON) -m venv $(PIPECAT_VENV)
+	$(PIPECAT_VENV)/bin/python -m pip install -q --upgrade pip wheel
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIPECAT_VENV)/bin/python -m pip install -q \
+		"pipecat-ai[whisper,silero,piper,openai]==$(PIPECAT_VERSION)" \
+		"llama-cpp-python[server]>=0.3.8"
+	touch $@

@@ -29,39 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from voiceagent.app import load_models, run_paced  # noqa: E402
 from voiceagent.audio.echo import EchoSpec  # noqa: E402
 from voiceagent.audio.streams import ArrayInput, MemoryOutput  # noqa: E402
+from voiceagent.bench.bargein import INTERRUPTIONS  # noqa: E402
+from voiceagent.bench.measure import first_sound, paused_s, quiet_after  # noqa: E402
 from voiceagent.config import load_config  # noqa: E402
 from voiceagent.demo import espeak  # noqa: E402
 from voiceagent.events import EventBus  # noqa: E402
 
 RATE = 16000
 ASK = "Can you tell me something interesting about the ocean?"
-INTERRUPTIONS = [
-    ("en-us+m3", "Wait, what is the capital of Spain?", 2.4),
-    ("en-us+f3", "Stop. Tell me about the moon instead.", 2.8),
-    ("en+m1", "Hold on, how tall is Mount Everest?", 3.2),
-    ("en-gb+f2", "Sorry, what time is it in Tokyo?", 2.6),
-    ("en-us+m5", "No no, I meant the desert.", 3.0),
-    ("en-us+f4", "Actually, tell me a joke.", 2.2),
-]
 
 
 def say(text: str, voice: str) -> np.ndarray:
     return 0.7 * espeak(text, RATE, voice=voice, wpm=160)
-
-
-def onset(audio: np.ndarray) -> int:
-    return int(np.flatnonzero(np.abs(audio) > 0.01)[0])
-
-
-def quiet_after(out: np.ndarray, t: float) -> float:
-    """Seconds from ``t`` until the output stays below -40 dBFS for 200 ms."""
-    w, k, run = RATE // 100, int(t * RATE), 0
-    while k + w <= out.size:
-        run = run + 1 if np.abs(out[k : k + w]).max() < 0.01 else 0
-        if run == 20:
-            return (k + w) / RATE - 0.2 - t
-        k += w
-    return float("inf")
 
 
 async def converse(cfg, models, audio, echo):
@@ -70,18 +49,6 @@ async def converse(cfg, models, audio, echo):
     out = MemoryOutput()
     await run_paced(cfg, models, ArrayInput(audio), out, bus, echo=echo)
     return events, out.audio
-
-
-def paused_s(events) -> float:
-    """Total seconds replies spent paused by suspicions that were rejected."""
-    total, since = 0.0, None
-    for e in events:
-        if e.type == "barge_in_suspected":
-            since = e.t
-        elif e.type == "barge_in_rejected" and since is not None:
-            total += e.t - since
-            since = None
-    return total
 
 
 def main() -> None:
@@ -102,13 +69,13 @@ def main() -> None:
             start = lead.size + int(after * RATE)
             audio = np.concatenate([lead, np.zeros(int(after * RATE), np.float32), inter, np.zeros(6 * RATE, np.float32)])
             events, out = asyncio.run(converse(cfg, models, audio, echo))
-            t0 = (start + onset(inter)) / RATE
+            t0 = (start + first_sound(inter, 0, inter.size)) / RATE
             played = [e.t for e in events if e.type == "playback_start" and e.turn == 1]
             if not played or played[0] > t0 - 0.3:
                 print(f"  {voice}: the reply had not started before the interruption; skipped")
                 continue
             barge = [e for e in events if e.type == "barge_in"]
-            stop = quiet_after(out, t0)
+            stop = quiet_after(out, t0, RATE)
             stops.append(stop * 1000)
             missed += not barge
             print(f"  [{label}] {voice}: quiet {stop * 1000:.0f} ms after onset, barge_in={bool(barge)}")
@@ -125,7 +92,7 @@ def main() -> None:
                 print(f"  [{label}] {e.to_dict()}")
         suspected = sum(e.type == "barge_in_suspected" for e in events)
         verdicts = [e.verdict for e in events if e.type == "barge_in_rejected"]
-        rows.append((label, stops, missed, false_barge, suspected, verdicts, paused_s(events)))
+        rows.append((label, stops, missed, false_barge, suspected, verdicts, paused_s([e.to_dict() for e in events])))
     print()
     print("| input | interruptions | stop latency median | worst | missed | false barge-ins (burst, mm-hmm, clean reply) | rejected suspicions | paused by them |")
     print("|---|---|---|---|---|---|---|---|")

@@ -45,6 +45,27 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", default="demo-conversation.wav")
     demo.add_argument("--events", "-e", help="write events as JSON lines to this file")
 
+    bench = with_config(sub.add_parser(
+        "bench",
+        help="measure latency, turn-taking and accuracy on a spoken corpus",
+        description="Plays a reproducible espeak-ng corpus (questions, some with a mid-sentence "
+        "pause) in real time into the pipeline, then a barge-in run with room echo, then a naive "
+        "sequential baseline with the same models; prints a Markdown summary to stdout. "
+        "Exits 0 when the run completed, whether or not the targets were met.",
+    ))
+    bench.add_argument("--turns", type=_positive_int, required=True, metavar="N",
+                       help="spoken questions in the corpus")
+    bench.add_argument("--json", metavar="PATH",
+                       help="write the figures to PATH, the summary to PATH.md, a plot to PATH.png")
+    bench.add_argument("--peer", choices=["pipecat"],
+                       help="also run this external pipeline on the same audio")
+    bench.add_argument("--seed", type=int, default=0, metavar="S",
+                       help="corpus seed: sentences, voices, rates, pauses, noise (default 0)")
+    bench.add_argument("--gap-s", type=_positive_float, default=8.0, metavar="G",
+                       help="seconds after each question for the reply (default 8)")
+    bench.add_argument("--barge-in-turns", type=_non_negative_int, default=3, metavar="M",
+                       help="questions interrupted in the barge-in run (default 3; 0: none)")
+
     sub.add_parser("devices", help="list audio devices")
 
     models = sub.add_parser("models", help="fetch or list model weights")
@@ -65,6 +86,27 @@ def _echo_spec(text: str):  # type: ignore[no-untyped-def]
         return parse_echo_spec(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
 
 
 def _setup_logging(verbose: int, cfg: Config | None) -> None:
@@ -123,6 +165,20 @@ def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
+    from voiceagent.bench.command import BenchOptions, run_bench
+
+    opts = BenchOptions(
+        turns=args.turns,
+        json_path=Path(args.json) if args.json else None,
+        peer=args.peer,
+        seed=args.seed,
+        gap_s=args.gap_s,
+        barge_in_turns=args.barge_in_turns,
+    )
+    return run_bench(cfg, opts)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from voiceagent import model_store
 
@@ -137,10 +193,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from voiceagent.cpu import quiet_thread_pools
+
+    quiet_thread_pools()  # before any model library is loaded
     args = _parser().parse_args(argv)
     cfg: Config | None = None
     try:
-        if args.command in ("run", "talk", "demo"):
+        if args.command in ("run", "talk", "demo", "bench"):
             cfg = load_config(args.config)
         _setup_logging(args.verbose, cfg)
         match args.command:
@@ -152,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                 from voiceagent.demo import run_demo
 
                 return run_demo(cfg, Path(args.output), args.events)  # type: ignore[arg-type]
+            case "bench":
+                return _cmd_bench(args, cfg)  # type: ignore[arg-type]
             case "devices":
                 from voiceagent.audio.devices import format_device_table, list_devices
 
