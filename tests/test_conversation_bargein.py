@@ -50,7 +50,7 @@ def test_talking_over_the_reply_stops_it_at_once_and_is_answered_next():
     stopped = first(events, "playback_end", 1).t
     assert 2.6 < stopped < 2.6 + 0.15  # paused at onset + start_ms + a block or two
     assert quiet_after(out, stopped + 0.01, first(events, "playback_start", 2).t)
-    # it stopped mid-reply, the history keeps only what was played, marked as cut off
+    # it stopped mid-reply, the history keeps only what was played
     played = barge.played_s
     assert 0.3 < played < 1.0 and abs(first(events, "playback_end", 1).played_s - played) < 1e-6
     end1 = first(events, "turn_end", 1)

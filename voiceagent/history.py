@@ -46,8 +46,9 @@ class History:
         messages = [{"role": "system", "content": system_prompt}]
         for ex in self._exchanges:
             messages.append({"role": "user", "content": ex.user})
-            # An interrupted reply ends with a dash, the way a transcript marks a cut-off.
-            reply = ex.assistant + (" -" if ex.interrupted else "")
-            if reply.strip():
-                messages.append({"role": "assistant", "content": reply.strip()})
+            # An interrupted reply is kept as far as it was heard, unmarked: the
+            # small default model copied a " -" cut-off marker into every later
+            # reply ("The moon is -") and then stopped there.
+            if ex.assistant.strip():
+                messages.append({"role": "assistant", "content": ex.assistant.strip()})
         return messages
