@@ -51,8 +51,9 @@ class FakeChat:
             yield word + " "
 
 
-    def prefill(self, messages: list[dict[str, str]]) -> None:
+    def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
         self.prefilled = messages
+        self.prefilled_user = user_text
 
 
 class FakeSynth:

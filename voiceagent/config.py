@@ -61,8 +61,15 @@ class VadConfig(_Section):
     resume_ms: int = Field(
         60, ge=10, le=1000, description="voiced milliseconds that cancel a pause"
     )
+    end_margin_db: float = Field(
+        6.0,
+        ge=0,
+        le=40,
+        description="voiced frames within this many dB of the noise floor count as silence "
+        "(cuts webrtcvad's ~100 ms hangover; 0 disables)",
+    )
     speculate_ms: int = Field(
-        100,
+        60,
         ge=0,
         le=5000,
         description="silence after which the final transcript is started speculatively",

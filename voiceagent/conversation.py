@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voiceagent.asr import Transcriber, is_probably_noise
-from voiceagent.audio.convert import resample, rms_db
+from voiceagent.audio.convert import resample, rms_db, trim_leading_silence
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
 from voiceagent.bargein import (
     BargeInSettings,
@@ -80,7 +80,7 @@ from voiceagent.splitter import ClauseSplitter
 from voiceagent.tts import Synthesizer
 from voiceagent.turn import Turn, TurnState
 from voiceagent.turn_end import EndOfTurnModel, TurnEndSettings, silence_needed_ms
-from voiceagent.vad import SpeechDetector, SpeechProbability
+from voiceagent.vad import NoiseFloor, SpeechDetector, SpeechProbability
 from voiceagent.workers import ModelWorker
 
 logger = logging.getLogger(__name__)
@@ -201,6 +201,7 @@ class Conversation:
             backchannels=tuple(bi.backchannels),
         )
         self.second_stage = second_stage
+        self.noise_floor = NoiseFloor(cfg.vad.end_margin_db)
         self._gating = False
         self._suspicion: _BargeIn | None = None
         self._paused_at: dict[int, float] = {}
@@ -223,6 +224,10 @@ class Conversation:
     def on_block(self, block: np.ndarray, t: float) -> None:
         """One VAD frame of input captured at ``t`` seconds (after echo cancellation)."""
         is_speech, prob = self._gate(block, self.vad.is_speech(block))
+        if self.endpointer.in_utterance:  # onsets stay webrtcvad's alone
+            is_speech = self.noise_floor.is_voiced(is_speech, rms_db(block))
+        else:
+            self.noise_floor.is_voiced(is_speech, rms_db(block))
         self._recent.append(block)
         if self._utt is not None and not self._utt.ended:
             self._utt.frames.append(block)
@@ -409,6 +414,21 @@ class Conversation:
         if result.text and result.text != utt.last_partial_text:
             utt.last_partial_text = result.text
             self.bus.publish(AsrPartial(self.clock.now(), utt.turn, result.text))
+            self._prefill_user(result.text)
+
+    def _prefill_user(self, partial: str) -> None:
+        """Evaluate the user's first words in the LLM while they are still speaking.
+
+        The last two words of a partial are often cut off or revised; the rest is
+        what the final transcript will start with, so the reply's first token
+        then costs only the words after it. Skipped while the LLM is busy (a
+        reply is generating): the prefill must never delay a reply.
+        """
+        words = partial.split()
+        if len(words) < 4 or self.llm_worker.busy:
+            return
+        prefix = self.history.prefix(self.cfg.llm.system_prompt)
+        self._spawn(self._prefill(prefix, " ".join(words[:-2])))
 
     def _on_pause(self) -> None:
         utt = self._utt
@@ -606,6 +626,9 @@ class Conversation:
                 text = clause
                 async for audio in stream:
                     if first_audio:
+                        # piper starts each sentence with ~35 ms of silence: on the
+                        # first one, that is latency the user hears as such
+                        audio = trim_leading_silence(audio, synth.sample_rate)
                         first_audio = False
                         llm_may_run.set()
                         turn.emit(TtsFirstAudio(self.clock.now(), turn.id))
@@ -615,9 +638,9 @@ class Conversation:
                 llm_may_run.set()
                 await stream.aclose()
 
-    async def _prefill(self, prefix: list[dict[str, str]]) -> None:
+    async def _prefill(self, prefix: list[dict[str, str]], user_text: str = "") -> None:
         try:
-            await self.llm_worker.call(self.chat.prefill, prefix)
+            await self.llm_worker.call(self.chat.prefill, prefix, user_text)
         except StageError as err:  # only an optimisation; the next turn will say more
             logger.warning("LLM prefill failed: %s", err)
 

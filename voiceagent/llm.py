@@ -19,8 +19,9 @@ class ChatModel(Protocol):
         """Yield pieces of the reply as they are generated. Blocking; use a worker."""
         ...
 
-    def prefill(self, messages: list[dict[str, str]]) -> None:
-        """Evaluate the prompt prefix of the next turn (system prompt and history)."""
+    def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
+        """Evaluate the prompt prefix of the next turn (system prompt and history),
+        and the first words of the user's message if they are known."""
         ...
 
 
@@ -78,15 +79,17 @@ class LlamaChatModel:
         except Exception as err:
             raise StageError("llm", str(err)) from err
 
-    def prefill(self, messages: list[dict[str, str]]) -> None:
+    def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
         """Put the next turn's prefix in the KV cache while nobody is waiting.
 
         When the bounded history slides, the whole history after the system
         prompt changes and would be re-evaluated on the user's time (over a
-        second with six turns on 2 cores). An empty user message renders the
-        same tokens as the real one up to its text, so the next turn reuses them.
+        second with six turns on 2 cores). A user message renders the same
+        tokens as the real one up to where their texts differ, so the next turn
+        reuses them: an empty one after a turn, the words of a partial transcript
+        while the user is still speaking (the CPU is idle then).
         """
-        for _ in self.stream_chat([*messages, {"role": "user", "content": ""}]):
+        for _ in self.stream_chat([*messages, {"role": "user", "content": user_text}]):
             break
 
     def warm_up(self, system_prompt: str) -> float:

@@ -52,12 +52,12 @@ class TurnEndSettings:
 # prepositions, conjunctions, auxiliaries, possessives and fillers. A pause after
 # one of them is a hesitation before the next content word. Words that often
 # do end one are deliberately absent: "is" (where the station is), "do" (what
-# should I do), "like" (what is it like), "from", "so", "that", "in", "on",
-# question words and auxiliaries.
+# should I do), "like" (what is it like), "from", "so", "that", "on" (turn the
+# lights on), question words and auxiliaries.
 UNFINISHED_WORDS = frozenset(
     """
     a an the my your his her our their some any every each
-    to of for with about into onto than as and or but nor
+    to of for with about into onto than as in at and or but nor
     because if although though whether whose
     i'm i'd i'll we're you're they're
     um uh er erm uhm

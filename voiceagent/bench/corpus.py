@@ -2,7 +2,8 @@
 
 Questions a voice assistant gets, spoken by espeak-ng in varied voices, rates
 and levels, on one WAV timeline with low pink noise under it. About 40% have a
-mid-sentence pause at a phrase boundary, made with an SSML ``<break>`` so the
+mid-sentence pause (a hesitation after a function word, see ``SENTENCES``),
+made with an SSML ``<break>`` so the
 prosody on both sides stays that of one sentence: that is the pause an
 endpointer must not take for the end of the turn.
 
@@ -29,50 +30,56 @@ from voiceagent.errors import VoiceAgentError
 logger = logging.getLogger(__name__)
 
 SENTENCES: tuple[str, ...] = (
-    # "|" is the phrase boundary where a pause may go. No digits, so that the
-    # WER does not depend on how numbers are written.
-    "Could you tell me | what the weather is like tomorrow?",
-    "What is the best way | to cook brown rice?",
-    "Can you remind me | to call my sister tonight?",
-    "How far away is the moon | from the earth?",
-    "I would like to know | why the sky is blue.",
-    "Please tell me | a short story about a dragon.",
-    "What should I pack | for a weekend in the mountains?",
-    "Can you explain | how a rainbow forms?",
-    "What is the difference | between a frog and a toad?",
-    "Tell me something | interesting about octopuses.",
-    "How do I make | a good cup of tea?",
-    "Which planet | is closest to the sun?",
-    "Could you suggest | a good book for a long flight?",
-    "Why do cats purr | when they are happy?",
-    "What is the capital | of Australia?",
-    "How long should I boil | an egg for breakfast?",
-    "Can you give me | some tips for sleeping better?",
-    "What goes into | a classic pizza dough?",
-    "Who wrote the play | about Romeo and Juliet?",
-    "How do bees | make honey?",
-    "What is a healthy snack | that I can eat at work?",
-    "Can you tell me a joke | about computers?",
-    "Why do the leaves | change color in the autumn?",
-    "What is the tallest mountain | in Africa?",
-    "How can I keep my bread | from going stale?",
-    "What should I do | if my phone gets wet?",
-    "Where do penguins | live in the wild?",
-    "How do airplanes | stay up in the air?",
-    "When is the best time | to plant tomatoes?",
-    "Could you explain | what a black hole is?",
-    "What language | do people speak in Brazil?",
-    "How do I get rid | of a headache quickly?",
-    "What is the weather like | in London in the spring?",
-    "Can you recommend | a simple recipe for soup?",
-    "Why is the water | in the ocean salty?",
-    "How do I say thank you | in Japanese?",
-    "Which animals | live in the rainforest?",
-    "How can I learn | to play the guitar?",
-    "What makes thunder | so loud?",
-    "Is it safe | to swim right after eating?",
-    "Who invented | the telephone?",
-    "What is the fastest way | to learn a new language?",
+    # "|" is where a pause may go: a hesitation after a function word ("the",
+    # "to", "a", "about", ...), before the content word being looked for, which
+    # is where speakers pause most inside a sentence. The words before it are
+    # never a complete request. (A pause after a complete-sounding phrase, as in
+    # "Play some music | in the kitchen", cannot be told from the end of a turn in
+    # espeak's flat prosody except by waiting; on human voices the end-of-turn
+    # model hears the intonation.) No digits, so that the WER does not depend on
+    # how numbers are written.
+    "Could you tell me about | the weather for tomorrow?",
+    "What is the best way to | cook brown rice?",
+    "Can you remind me to | call my sister tonight?",
+    "How far away is the | moon from the earth?",
+    "I would like to know why the | sky is blue.",
+    "Please tell me a | short story about a dragon.",
+    "What should I pack for | a weekend in the mountains?",
+    "Can you explain how a | rainbow forms?",
+    "What is the difference between a frog and | a toad?",
+    "Tell me something interesting about | octopuses.",
+    "How do I make a | good cup of tea?",
+    "Which planet is closest to | the sun?",
+    "Could you suggest a good book for | a long flight?",
+    "Why do cats purr at | night?",
+    "What is the capital of | Australia?",
+    "How long should I boil an | egg for breakfast?",
+    "Can you give me some tips for | sleeping better?",
+    "What goes into a | classic pizza dough?",
+    "Who wrote the play about | Romeo and Juliet?",
+    "How do bees make their | honey?",
+    "What is a healthy snack that I can eat at | work?",
+    "Can you tell me a joke about | computers?",
+    "Why do the leaves change color in the | autumn?",
+    "What is the tallest mountain in | Africa?",
+    "How can I keep my | bread from going stale?",
+    "What should I do if my | phone gets wet?",
+    "Where do penguins live in | the wild?",
+    "How do airplanes stay up in the | air?",
+    "When is the best time to | plant tomatoes?",
+    "Could you explain what a | black hole is?",
+    "What language do people speak in | Brazil?",
+    "How do I get rid of | a headache quickly?",
+    "What is the weather like in London in | the spring?",
+    "Can you recommend a simple recipe for | soup?",
+    "Why is the water in the | ocean salty?",
+    "How do I say thank you in | Japanese?",
+    "Which animals live in the | rainforest?",
+    "How can I learn to | play the guitar?",
+    "What makes the | thunder so loud?",
+    "Is it safe to | swim right after eating?",
+    "Who invented the | telephone?",
+    "What is the fastest way to | learn a new language?",
 )
 
 VOICES: tuple[str, ...] = (
