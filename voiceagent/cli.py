@@ -193,9 +193,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voiceagent.cpu import quiet_thread_pools
-
-    quiet_thread_pools()  # before any model library is loaded
     args = _parser().parse_args(argv)
     cfg: Config | None = None
     try:
