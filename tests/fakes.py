@@ -51,6 +51,12 @@ class FakeChat:
             yield word + " "
 
 
+    end_p = 0.5
+    """What ``end_probability`` answers."""
+
+    def end_probability(self, messages: list[dict[str, str]], user_text: str) -> float:
+        return self.end_p
+
     def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
         self.prefilled = messages
         self.prefilled_user = user_text

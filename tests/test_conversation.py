@@ -90,7 +90,7 @@ def test_output_is_aligned_with_the_playback_events():
 
 
 def test_mid_sentence_pause_discards_speculation_and_answers_the_whole_utterance():
-    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.4), tone(1.0), silence(3.0)])
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.3), tone(1.0), silence(3.0)])
     events, out, _ = converse(audio)
     assert "speculation_discarded" in types(events)
     assert [e.text for e in events if e.type == "asr_final"] == ["speech 20"]

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fakes import FakeTranscriber, silence, tone
+from tests.fakes import FakeChat, FakeTranscriber, silence, tone
 from tests.test_conversation import converse, first
 from voiceagent.asr import Transcript
 from voiceagent.endpointer import Decision, Endpointer, EndpointerSettings
 from voiceagent.turn_end import TurnEndSettings, looks_unfinished, silence_needed_ms
 
-S = TurnEndSettings(complete_ms=250, unsure_ms=450, unfinished_ms=1000, threshold=0.5)
+S = TurnEndSettings(complete_ms=250, unsure_ms=450, unfinished_ms=1000, threshold=0.5, words_threshold=0.01)
 
 
 @pytest.mark.parametrize(
@@ -42,6 +42,21 @@ def test_silence_needed_per_pause():
     assert silence_needed_ms("What time is it?", 0.5, S) == 250  # at the threshold
     assert silence_needed_ms("What time is it?", 0.2, S) == 450  # the voice is unsure
     assert silence_needed_ms("What time is it?", None, S) == 450  # no model
+    # the language model finds the words a fragment (a misheard "of"): wait
+    assert silence_needed_ms("What is the capital on?", 0.9, S, words_probability=0.0004) == 1000
+    assert silence_needed_ms("What is the capital of France?", 0.9, S, words_probability=0.93) == 250
+
+
+def test_an_unlikely_end_by_the_language_model_is_waited_out():
+    class Fragmentary(FakeChat):
+        end_p = 0.001
+
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.7), tone(1.0), silence(2.5)])
+    events, _, _ = converse(audio, chat=Fragmentary(), end_model=FixedEnd(0.99))
+    judged = [e for e in events if e.type == "turn_end_judged"]
+    assert judged and all(j.silence_ms == 1000 and j.words_probability == 0.001 for j in judged)
+    # only the default silence (1 s) ends it, after the whole utterance
+    assert [e.turn for e in events if e.type == "end_of_turn"] == [1]
 
 
 def run(ep: Endpointer, flags: list[bool]) -> list[tuple[int, Decision]]:
@@ -116,7 +131,7 @@ def test_a_complete_turn_ends_after_the_short_silence():
 def test_an_unsure_voice_waits_longer():
     audio = np.concatenate([silence(0.3), tone(1.0), silence(2.0)])
     events, _, _ = converse(audio, end_model=FixedEnd(0.1))
-    check_ended_as_judged(events, 450)
+    check_ended_as_judged(events, 400)
 
 
 def test_a_hesitation_after_an_unfinished_phrase_is_waited_out():
@@ -179,3 +194,21 @@ def test_the_fitted_asr_window_transcribes_like_the_full_one():
     assert word_error_rate(text, b.text) <= 0.2, b
     assert a.logprob is not None and -1.0 < a.logprob <= 0
     assert is_probably_noise(fit.transcribe(silence(1.0)).text)  # "you", filtered downstream
+
+
+@pytest.mark.realmodel
+def test_the_language_model_knows_a_fragment_from_a_question():
+    from tests.speech import ROOT, require_models
+    from voiceagent.config import LlmConfig
+    from voiceagent.llm import LlamaChatModel
+
+    require_models()
+    cfg = LlmConfig()
+    chat = LlamaChatModel(ROOT / cfg.model, cfg)
+    prefix = [{"role": "system", "content": cfg.system_prompt}]
+    assert chat.end_probability(prefix, "What is the best way to?") < 0.01
+    assert chat.end_probability(prefix, "What is the capital on?") < 0.01
+    assert chat.end_probability(prefix, "What is the capital of France?") > 0.1
+    # the tokens stay in the KV cache: the reply to the same words starts from them
+    reply = "".join(chat.stream_chat([*prefix, {"role": "user", "content": "What is the capital of France?"}]))
+    assert "Paris" in reply

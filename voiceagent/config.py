@@ -156,10 +156,17 @@ class TurnConfig(_Section):
         250, ge=0, le=10000, description="silence that ends a turn judged complete"
     )
     unsure_silence_ms: int = Field(
-        450, ge=0, le=10000, description="words look complete, the voice does not"
+        400, ge=0, le=10000, description="words look complete, the voice does not"
     )
     unfinished_silence_ms: int = Field(
         1000, ge=0, le=10000, description="the words so far cannot end a sentence"
+    )
+    words_threshold: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="LLM probability of the message ending here below which the words "
+        "are unfinished (0: do not ask the LLM)",
     )
 
 

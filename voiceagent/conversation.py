@@ -107,6 +107,8 @@ class _Utterance:
     """The end-of-turn model's verdict on the current pause (None: not yet, or none)."""
     end_heard: bool = False
     """The end-of-turn model has answered (or failed) for the current pause."""
+    words_probability: float | None = None
+    """The LLM's probability that the message ends with the current pause's words."""
 
 
 class _Suspicion(enum.Enum):
@@ -181,6 +183,7 @@ class Conversation:
             unsure_ms=tc.unsure_silence_ms,
             unfinished_ms=tc.unfinished_silence_ms,
             threshold=tc.threshold,
+            words_threshold=tc.words_threshold,
         )
         pre_roll = -(-cfg.vad.pre_roll_ms // cfg.vad.frame_ms)
         self._recent: deque[np.ndarray] = deque(maxlen=pre_roll + 64)
@@ -461,11 +464,33 @@ class Conversation:
         """Once the words and the voice of this pause are known: how long to wait."""
         if utt is not self._utt or utt.ended or utt.final_text is None or not utt.end_heard:
             return
-        ms = silence_needed_ms(utt.final_text, utt.end_probability, self.turn_end)
+        ms = silence_needed_ms(
+            utt.final_text, utt.end_probability, self.turn_end, utt.words_probability
+        )
         self.endpointer.set_silence_needed(ms)
         self.bus.publish(
-            TurnEndJudged(self.clock.now(), utt.turn, utt.final_text, utt.end_probability, ms)
+            TurnEndJudged(
+                self.clock.now(), utt.turn, utt.final_text, utt.end_probability,
+                utt.words_probability, ms,
+            )
         )
+
+    async def _words_end(self, text: str) -> float | None:
+        """The LLM's probability that the user's message ends with ``text``.
+
+        Skipped (None) when the LLM is busy with an earlier reply, so that it
+        never delays this one, or when the text is no speech anyway.
+        """
+        if self.turn_end.words_threshold <= 0 or self.llm_worker.busy:
+            return None
+        if not text or is_probably_noise(text):
+            return None
+        prefix = self.history.prefix(self.cfg.llm.system_prompt)
+        try:
+            return await self.llm_worker.call(self.chat.end_probability, prefix, text)
+        except StageError as err:  # Smart Turn and the word list still decide
+            logger.warning("LLM end-of-message estimate failed: %s", err)
+            return None
 
     def _on_resume(self) -> None:
         utt = self._utt
@@ -512,6 +537,10 @@ class Conversation:
             return
         if version != utt.version:
             return  # the user went on speaking; a later pause starts a new one
+        words_probability = await self._words_end(result.text)
+        if version != utt.version:
+            return
+        utt.words_probability = words_probability
         utt.final_text = result.text
         t = self.clock.now()
         self._decide_end(utt)

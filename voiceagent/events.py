@@ -59,6 +59,8 @@ class TurnEndJudged(Event):
     """The transcript up to the pause."""
     probability: float | None
     """The end-of-turn model's probability that the turn is complete (None: no model)."""
+    words_probability: float | None
+    """The LLM's probability that the user's message ends after these words (None: not asked)."""
     silence_ms: int
     """Milliseconds of silence after which this pause ends the turn."""
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Iterator, Protocol
+
+import numpy as np
 
 from voiceagent.config import LlmConfig
 from voiceagent.errors import ModelLoadError, StageError
 from voiceagent.gpu import cuda_available
 
 logger = logging.getLogger(__name__)
+
+_TRAILING_PUNCTUATION = re.compile(r"[\s.?!,;:…-]+$")
+_MARK = "\u0000end-of-words\u0000"
+"""Where the user's words end in a rendered chat prompt (the template adds more)."""
 
 
 class ChatModel(Protocol):
@@ -22,6 +29,11 @@ class ChatModel(Protocol):
     def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
         """Evaluate the prompt prefix of the next turn (system prompt and history),
         and the first words of the user's message if they are known."""
+        ...
+
+    def end_probability(self, messages: list[dict[str, str]], user_text: str) -> float:
+        """Probability that the user's message ends after ``user_text`` (its final
+        punctuation ignored), given the conversation so far in ``messages``."""
         ...
 
 
@@ -55,7 +67,28 @@ class LlamaChatModel:
             ) from err
         self._cfg = cfg
         self.gpu_layers = gpu_layers
+        self._format, self._end_tokens = self._end_of_message_scoring()
         logger.info("LLM: %s, %s GPU layers", model_path.name, gpu_layers)
+
+    def _end_of_message_scoring(self):  # type: ignore[no-untyped-def]
+        """The chat formatter the completions use, and the tokens that end a message."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter, format_chatml
+
+        llm = self._llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template:  # what Llama itself builds from the GGUF metadata
+            eos, bos = llm.token_eos(), llm.token_bos()
+            formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+            )
+        else:
+            formatter = format_chatml
+        ends = {llm.token_eos()}
+        for text in ("?", ".", "!"):
+            ends.add(llm.tokenize(text.encode(), add_bos=False, special=False)[0])
+        return formatter, sorted(t for t in ends if t >= 0)
 
     def stream_chat(self, messages: list[dict[str, str]]) -> Iterator[str]:
         cfg = self._cfg
@@ -91,6 +124,41 @@ class LlamaChatModel:
         """
         for _ in self.stream_chat([*messages, {"role": "user", "content": user_text}]):
             break
+
+    def end_probability(self, messages: list[dict[str, str]], user_text: str) -> float:
+        """How likely the user's message is to end right after these words.
+
+        The language model's own next-token distribution after the user's words
+        (trailing punctuation removed, since Whisper adds it to any fragment):
+        the probability of the end-of-message token or of ``?``, ``.`` or ``!``.
+        The idea of LiveKit's turn detector, which is a fine-tuned SmolLM2-135M;
+        the instruct model measured on the benchmark corpus: fragments such as
+        "What is the best way to" or "What is the capital on" score below 0.003,
+        whole questions 0.008-0.9. It costs little: these tokens are the reply's
+        prompt too, so the reply finds them in the KV cache.
+        """
+        import llama_cpp
+
+        llm = self._llm
+        words = _TRAILING_PUNCTUATION.sub("", user_text.strip())
+        rendered = self._format(messages=[*messages, {"role": "user", "content": words + _MARK}])
+        prompt = rendered.prompt[: rendered.prompt.index(_MARK)]
+        try:
+            tokens = llm.tokenize(
+                prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+            )
+            # Reuse the KV cache as llama-cpp-python's own generate() does; the
+            # last token is always evaluated again so that its logits exist.
+            cached = llm.longest_token_prefix(llm._input_ids.tolist(), tokens)
+            llm.n_tokens = min(cached, len(tokens) - 1)
+            llm.eval(tokens[llm.n_tokens :])
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
+            ).astype(np.float64)
+        except Exception as err:  # llama.cpp raises RuntimeError on decode failures
+            raise StageError("llm", str(err)) from err
+        probs = np.exp(logits - logits.max())
+        return float(probs[self._end_tokens].sum() / probs.sum())
 
     def warm_up(self, system_prompt: str) -> float:
         """Evaluate the system prompt once so its KV cache is reused. Returns seconds."""

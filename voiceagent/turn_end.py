@@ -9,6 +9,10 @@ into it (the final transcript is started at the pause anyway):
 - **the words**: a transcript that ends in a word a sentence cannot end on
   ("the", "to", "and", "about", "um", ...), or in a comma or an ellipsis, is
   unfinished whatever the voice does. This is robust and costs nothing.
+- **the language model**: the chat LLM's probability that the user's message
+  ends after these words (``ChatModel.end_probability``): below ~1% they are a
+  fragment ("What is the capital on" when Whisper mishears "of"), which the
+  word list cannot know. Nearly free: the reply needs those tokens evaluated.
 - **the voice**: Smart Turn v3.2 (pipecat-ai, BSD-2), a Whisper-tiny encoder
   with a classifier trained on real speech, gives the probability that the turn
   is complete from the last 8 s of audio, intonation included. ~25-60 ms on
@@ -46,6 +50,8 @@ class TurnEndSettings:
     """Silence that ends a turn whose words are unfinished (the longest wait)."""
     threshold: float = 0.5
     """Smart Turn probability at or above which the voice says complete."""
+    words_threshold: float = 0.01
+    """Language-model probability of the message ending below which it is unfinished."""
 
 
 # Words an English sentence (a request to an assistant) does not end on: articles,
@@ -78,13 +84,19 @@ def looks_unfinished(text: str) -> bool:
     return bool(words) and words[-1] in UNFINISHED_WORDS
 
 
-def silence_needed_ms(text: str, probability: float | None, s: TurnEndSettings) -> int:
+def silence_needed_ms(
+    text: str, probability: float | None, s: TurnEndSettings, words_probability: float | None = None
+) -> int:
     """The silence after which this pause ends the turn.
 
     ``probability`` is the end-of-turn model's (None when there is no model or
     it failed): without it, looking complete by the words is only ``unsure``.
+    ``words_probability`` is the language model's that the message ends here
+    (None: not asked).
     """
     if looks_unfinished(text):
+        return s.unfinished_ms
+    if words_probability is not None and words_probability < s.words_threshold:
         return s.unfinished_ms
     if probability is not None and probability >= s.threshold:
         return s.complete_ms
