@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="also run this external pipeline on the same audio")
     bench.add_argument("--seed", type=int, default=0, metavar="S",
                        help="corpus seed: sentences, voices, rates, pauses, noise (default 0)")
-    bench.add_argument("--gap-s", type=_positive_float, default=8.0, metavar="G",
-                       help="seconds after each question for the reply (default 8)")
+    bench.add_argument("--gap-s", type=_positive_float, default=10.0, metavar="G",
+                       help="seconds after each question for the reply (default 10)")
     bench.add_argument("--barge-in-turns", type=_non_negative_int, default=3, metavar="M",
                        help="questions interrupted in the barge-in run (default 3; 0: none)")
 

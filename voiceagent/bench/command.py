@@ -54,7 +54,7 @@ class BenchOptions:
     json_path: Path | None = None
     peer: str | None = None
     seed: int = 0
-    gap_s: float = 8.0
+    gap_s: float = 10.0
     """Seconds after each question for the reply."""
     barge_in_turns: int = 3
     """Interrupted questions in the barge-in run (0: no barge-in run)."""

@@ -242,7 +242,7 @@ def pink_noise(n: int, rms_dbfs: float, rng: np.random.Generator) -> np.ndarray:
     return noise.astype(np.float32)
 
 
-def build_corpus(turns: int, seed: int, rate: int = 16000, gap_s: float = 8.0) -> Corpus:
+def build_corpus(turns: int, seed: int, rate: int = 16000, gap_s: float = 10.0) -> Corpus:
     """``turns`` utterances on one timeline, all drawn from ``seed``."""
     if turns < 1:
         raise ValueError("turns must be at least 1")
