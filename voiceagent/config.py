@@ -110,7 +110,7 @@ class LlmConfig(_Section):
     )
     context_tokens: int = Field(2048, ge=256, le=131072)
     max_history_turns: int = Field(3, ge=0, le=100)
-    max_tokens: int = Field(60, ge=1, le=4096)
+    max_tokens: int = Field(40, ge=1, le=4096)
     max_sentences: int = Field(2, ge=1, le=50, description="reply is cut after this many")
     temperature: float = Field(0.1, ge=0, le=2)
     top_p: float = Field(0.9, gt=0, le=1)
