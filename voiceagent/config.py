@@ -132,7 +132,7 @@ class TtsConfig(_Section):
         3, ge=1, le=50, description="a comma ends the first clause once it has this many"
     )
     first_clause_max_words: int = Field(
-        5, ge=0, le=100, description="cut the first clause at a word after this many (0: never)"
+        4, ge=0, le=100, description="cut the first clause at a word after this many (0: never)"
     )
     clause_min_words: int = Field(6, ge=1, le=100)
 

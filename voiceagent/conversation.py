@@ -441,11 +441,8 @@ class Conversation:
         if sus is not None and sus.utt is utt and sus.state is _Suspicion.OPEN:
             if is_clearly_noise(sus.peak_probability, self.barge_in):  # a knock: resume now
                 self._reject_barge_in(sus, Verdict.NOISE, "")
-        audio = self._audio(utt)
-        utt.final_task = self._spawn(self._final(utt, audio, utt.version))
-        utt.end_probability, utt.end_heard = None, self.end_model is None
-        if self.end_model is not None:
-            self._spawn(self._hear_end(utt, audio, utt.version))
+        utt.end_probability, utt.end_heard = None, False
+        utt.final_task = self._spawn(self._final(utt, self._audio(utt), utt.version))
 
     async def _hear_end(self, utt: _Utterance, audio: np.ndarray, version: int) -> None:
         """Ask the end-of-turn model about this pause."""
@@ -543,6 +540,14 @@ class Conversation:
         utt.words_probability = words_probability
         utt.final_text = result.text
         t = self.clock.now()
+        # The voice is asked only when the words do not already say "wait", and
+        # only now: run beside the final ASR, it slowed the ASR on 2 cores.
+        if self.end_model is not None and silence_needed_ms(
+            result.text, None, self.turn_end, words_probability
+        ) != self.turn_end.unfinished_ms:
+            self._spawn(self._hear_end(utt, audio, version))
+        else:
+            utt.end_heard = True
         self._decide_end(utt)
         self._judge(utt, result.text, result.logprob)
         turn = Turn(utt.turn, result.text, self.bus.publish, self._enqueue)
