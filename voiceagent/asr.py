@@ -54,18 +54,25 @@ def is_probably_noise(text: str) -> bool:
     return text.lower().strip(" .!?,") in _HALLUCINATIONS
 
 
+def resolve_device(cfg: AsrConfig) -> tuple[str, str]:
+    """The device and CTranslate2 compute type for ``auto``/``default``: CUDA and
+    float16 when ctranslate2 sees a GPU, else CPU and int8."""
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if cuda_available("ctranslate2") else "cpu"
+    compute_type = cfg.compute_type
+    if compute_type == "default":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
 class WhisperTranscriber:
     """faster-whisper (CTranslate2) on CPU or CUDA."""
 
     def __init__(self, model_dir: Path, cfg: AsrConfig) -> None:
         from faster_whisper import WhisperModel
 
-        device = cfg.device
-        if device == "auto":
-            device = "cuda" if cuda_available("ctranslate2") else "cpu"
-        compute_type = cfg.compute_type
-        if compute_type == "default":
-            compute_type = "float16" if device == "cuda" else "int8"
+        device, compute_type = resolve_device(cfg)
         try:
             self._model = WhisperModel(
                 str(model_dir),

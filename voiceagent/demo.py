@@ -32,17 +32,24 @@ GAP_S = 7.0
 """Silence after each question, in seconds: room for the reply to play out."""
 
 
-def espeak(text: str, rate: int, voice: str = "en-us+f3", wpm: int = 165) -> np.ndarray:
-    """Speech from espeak-ng as mono float32 at ``rate`` hertz."""
+def espeak(
+    text: str, rate: int, voice: str = "en-us+f3", wpm: int = 165, ssml: bool = False
+) -> np.ndarray:
+    """Speech from espeak-ng as mono float32 at ``rate`` hertz (``ssml``: ``text`` is
+    SSML markup, e.g. with ``<break time="500ms"/>``)."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise VoiceAgentError(
-            "espeak-ng is not installed (the demo uses it for the user's voice)",
+            "espeak-ng is not installed (it speaks the user's side of the demo and bench)",
             "run 'make demo', or 'sudo apt-get install espeak-ng'",
         )
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "user.wav"
-        subprocess.run([exe, "-v", voice, "-s", str(wpm), "-w", str(wav), text], check=True)
+        markup = ["-m"] if ssml else []
+        subprocess.run(
+            [exe, *markup, "-v", voice, "-s", str(wpm), "-w", str(wav), text],
+            check=True, capture_output=True,
+        )
         return read_wav(wav, rate)
 
 

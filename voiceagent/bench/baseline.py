@@ -29,12 +29,11 @@ from typing import Sequence
 import numpy as np
 
 from voiceagent.app import Models
-from voiceagent.asr import is_probably_noise
+from voiceagent.asr import is_probably_noise, resolve_device
 from voiceagent.bench.corpus import Corpus
 from voiceagent.bench.wer import normalize, word_errors
 from voiceagent.config import Config
 from voiceagent.errors import ModelLoadError
-from voiceagent.gpu import cuda_available
 from voiceagent.splitter import ClauseSplitter
 from voiceagent.vad import WebRtcVad
 
@@ -115,12 +114,7 @@ class NaivePipeline:
     def __init__(self, cfg: Config, models: Models) -> None:
         from faster_whisper import WhisperModel
 
-        device = cfg.asr.device
-        if device == "auto":
-            device = "cuda" if cuda_available("ctranslate2") else "cpu"
-        compute_type = cfg.asr.compute_type
-        if compute_type == "default":
-            compute_type = "float16" if device == "cuda" else "int8"
+        device, compute_type = resolve_device(cfg.asr)
         path = cfg.resolve(cfg.asr.model)
         try:
             self._whisper = WhisperModel(

@@ -15,16 +15,12 @@ on the noise drawn. The same seed gives the same audio, sample for sample.
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 
-from voiceagent.audio.streams import read_wav
 from voiceagent.errors import VoiceAgentError
 
 logger = logging.getLogger(__name__)
@@ -189,23 +185,10 @@ class Corpus:
 
 
 def espeak_ssml(ssml: str, rate: int, voice: str, wpm: int) -> np.ndarray:
-    """SSML spoken by espeak-ng (``-m``), mono float32 at ``rate`` hertz.
+    """SSML spoken by espeak-ng, mono float32 at ``rate`` hertz."""
+    from voiceagent.demo import espeak
 
-    ``voiceagent.demo.espeak`` speaks plain text only; a break needs markup.
-    """
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise VoiceAgentError(
-            "espeak-ng is not installed (the benchmark speaks its questions with it)",
-            "'sudo apt-get install espeak-ng'",
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "utterance.wav"
-        subprocess.run(
-            [exe, "-m", "-v", voice, "-s", str(wpm), "-w", str(wav), ssml],
-            check=True, capture_output=True,
-        )
-        return read_wav(wav, rate)
+    return espeak(ssml, rate, voice=voice, wpm=wpm, ssml=True)
 
 
 def to_ssml(sentence: str, break_ms: int) -> tuple[str, str]:

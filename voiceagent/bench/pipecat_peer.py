@@ -178,12 +178,9 @@ def _devices(cfg: Config) -> tuple[str, str, int, bool]:
     """ASR device and compute type, LLM GPU layers, piper on CUDA: resolved as voiceagent does."""
     from voiceagent.gpu import cuda_available
 
-    asr_device = cfg.asr.device
-    if asr_device == "auto":
-        asr_device = "cuda" if cuda_available("ctranslate2") else "cpu"
-    compute_type = cfg.asr.compute_type
-    if compute_type == "default":
-        compute_type = "float16" if asr_device == "cuda" else "int8"
+    from voiceagent.asr import resolve_device
+
+    asr_device, compute_type = resolve_device(cfg.asr)
     gpu_layers = cfg.llm.gpu_layers
     if gpu_layers == "auto":
         gpu_layers = -1 if cuda_available("llama_cpp") else 0
