@@ -120,3 +120,19 @@ def test_barge_in_off_lets_the_reply_finish_and_answers_after_it():
     events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY), barge_in={"enabled": False})
     assert not {"barge_in", "barge_in_suspected"} & set(types(events))
     assert [e.reason for e in events if e.type == "turn_end"] == ["answered", "answered"]
+
+
+def test_a_short_pause_inside_an_interruption_does_not_split_it():
+    # "Wait, | what is ...": 0.3 s into a 0.35 s comma pause both cues say
+    # complete (250 ms), but over a reply the utterance needs barge_in.end_silence_ms.
+    class Complete:
+        def probability(self, audio):
+            return 0.99
+
+    interruption = np.concatenate([tone(0.4), silence(0.35), tone(1.2)])
+    events, out, _ = converse(
+        question_then(interruption), chat=FakeChat(LONG_REPLY), end_model=Complete()
+    )
+    assert first(events, "barge_in", 1).by_turn == 2
+    assert [e.turn for e in events if e.type == "speech_start"] == [1, 2]
+    assert first(events, "turn_end", 2).reason == "answered"

@@ -215,6 +215,13 @@ class BargeInConfig(_Section):
     min_speech_ms: int = Field(
         200, ge=0, le=2000, description="suspected speech shorter than this is noise"
     )
+    end_silence_ms: int = Field(
+        600,
+        ge=0,
+        le=10000,
+        description="least silence that ends an utterance said over a reply: 'Wait, what...' "
+        "must not become 'Wait.' and a second utterance",
+    )
     confirm_ms: int = Field(
         1000,
         ge=100,

@@ -464,6 +464,12 @@ class Conversation:
         ms = silence_needed_ms(
             utt.final_text, utt.end_probability, self.turn_end, utt.words_probability
         )
+        sus = self._suspicion
+        if sus is not None and sus.utt is utt:
+            # Over a reply, AEC3's double-talk suppression blurs the words (a
+            # "Wait," before a comma pause came out as a confident "Wait.") and
+            # the reply is held meanwhile, so a short pause must not split it.
+            ms = max(ms, self.cfg.barge_in.end_silence_ms)
         self.endpointer.set_silence_needed(ms)
         self.bus.publish(
             TurnEndJudged(
