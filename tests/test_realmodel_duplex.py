@@ -14,6 +14,7 @@ import soundfile
 
 from tests.speech import conversation_wav, require_models, rms, word_error_rate
 from tests.test_realmodel import load_events, voiceagent
+from voiceagent.bench.measure import quiet_after
 
 pytestmark = pytest.mark.realmodel
 
@@ -46,19 +47,6 @@ def firsts(events, turn):
     return out
 
 
-def quiet_from(audio, rate, t) -> float:
-    """Seconds after ``t`` until the output has gone silent for 200 ms."""
-    window = rate // 100
-    k = int(t * rate)
-    run_ = 0
-    while k + window <= audio.size:
-        run_ = run_ + 1 if np.abs(audio[k : k + window]).max() < QUIET else 0
-        if run_ == 20:
-            return (k + window) / rate - 0.2 - t
-        k += window
-    return float("inf")
-
-
 @pytest.mark.parametrize("echo", [[], ["--echo", "40:-6"]], ids=["no-echo", "echo"])
 def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path, echo):
     # The reply starts ~0.8 s after the question; interrupt 2 s after it ends.
@@ -68,7 +56,7 @@ def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path, 
     assert one["playback_start"]["t"] < onset - 0.5, "the reply had not started: no barge-in to test"
     assert rms(audio[int((onset - 0.3) * rate) : int(onset * rate)]) > 0.02  # it was speaking
     assert one["barge_in"]["by_turn"] == 2 and one["turn_end"]["reason"] == "interrupted"
-    stop = quiet_from(audio, rate, onset)
+    stop = quiet_after(audio, onset, rate)
     assert stop <= 0.3, f"still audible {stop * 1000:.0f} ms after the interruption began"
     # and it stays silent until the answer to the interruption
     two = firsts(events, 2)

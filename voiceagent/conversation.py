@@ -79,7 +79,12 @@ from voiceagent.llm import ChatModel
 from voiceagent.splitter import ClauseSplitter
 from voiceagent.tts import Synthesizer
 from voiceagent.turn import Turn, TurnState
-from voiceagent.turn_end import EndOfTurnModel, TurnEndSettings, silence_needed_ms
+from voiceagent.turn_end import (
+    EndOfTurnModel,
+    TurnEndSettings,
+    silence_needed_ms,
+    words_unfinished,
+)
 from voiceagent.vad import NoiseFloor, SpeechDetector, SpeechProbability
 from voiceagent.workers import ModelWorker
 
@@ -226,11 +231,11 @@ class Conversation:
 
     def on_block(self, block: np.ndarray, t: float) -> None:
         """One VAD frame of input captured at ``t`` seconds (after echo cancellation)."""
-        is_speech, prob = self._gate(block, self.vad.is_speech(block))
+        level_db = rms_db(block)
+        is_speech, prob = self._gate(block, level_db, self.vad.is_speech(block))
+        voiced = self.noise_floor.is_voiced(is_speech, level_db)  # also tracks the floor
         if self.endpointer.in_utterance:  # onsets stay webrtcvad's alone
-            is_speech = self.noise_floor.is_voiced(is_speech, rms_db(block))
-        else:
-            self.noise_floor.is_voiced(is_speech, rms_db(block))
+            is_speech = voiced
         self._recent.append(block)
         if self._utt is not None and not self._utt.ended:
             self._utt.frames.append(block)
@@ -287,7 +292,7 @@ class Conversation:
         """Turns whose reply is playing or about to (committed, not done)."""
         return [t.id for t in self._turns.values() if t.state is TurnState.COMMITTED]
 
-    def _gate(self, block: np.ndarray, vad: bool) -> tuple[bool, float | None]:
+    def _gate(self, block: np.ndarray, level_db: float, vad: bool) -> tuple[bool, float | None]:
         """Is this frame speech, and the second stage's probability (see ``bargein``).
 
         Outside replies it is webrtcvad's verdict alone; during one, frames that
@@ -305,7 +310,7 @@ class Conversation:
             self.second_stage.reset()  # its state is from long ago
         self._gating = True
         prob = self.second_stage.probability(block) if self.second_stage is not None else None
-        return is_user_speech(vad, rms_db(block), echo_db, self.barge_in), prob
+        return is_user_speech(vad, level_db, echo_db, self.barge_in), prob
 
     def _disturb(self) -> None:
         """Pause or duck the output while an interruption is being judged."""
@@ -548,9 +553,9 @@ class Conversation:
         t = self.clock.now()
         # The voice is asked only when the words do not already say "wait", and
         # only now: run beside the final ASR, it slowed the ASR on 2 cores.
-        if self.end_model is not None and silence_needed_ms(
-            result.text, None, self.turn_end, words_probability
-        ) != self.turn_end.unfinished_ms:
+        if self.end_model is not None and not words_unfinished(
+            result.text, words_probability, self.turn_end
+        ):
             self._spawn(self._hear_end(utt, audio, version))
         else:
             utt.end_heard = True

@@ -84,6 +84,13 @@ def looks_unfinished(text: str) -> bool:
     return bool(words) and words[-1] in UNFINISHED_WORDS
 
 
+def words_unfinished(text: str, words_probability: float | None, s: TurnEndSettings) -> bool:
+    """The words alone say "wait": by the word list, or by the language model."""
+    if looks_unfinished(text):
+        return True
+    return words_probability is not None and words_probability < s.words_threshold
+
+
 def silence_needed_ms(
     text: str, probability: float | None, s: TurnEndSettings, words_probability: float | None = None
 ) -> int:
@@ -94,9 +101,7 @@ def silence_needed_ms(
     ``words_probability`` is the language model's that the message ends here
     (None: not asked).
     """
-    if looks_unfinished(text):
-        return s.unfinished_ms
-    if words_probability is not None and words_probability < s.words_threshold:
+    if words_unfinished(text, words_probability, s):
         return s.unfinished_ms
     if probability is not None and probability >= s.threshold:
         return s.complete_ms
