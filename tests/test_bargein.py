@@ -42,7 +42,7 @@ def test_judge():
     assert judge("I see.", 400, played, S) is Verdict.BACKCHANNEL
     assert judge("I see a dog.", 600, played, S) is Verdict.INTERRUPTION
     assert judge("", 400, played, S) is Verdict.NOISE
-    assert judge("Stop.", 150, played, S) is Verdict.NOISE  # too short to be speech
+    assert judge("Stop.", 150, played, S) is Verdict.SHORT  # too short to tell yet
     assert judge("a city on the Seine", 900, played, S) is Verdict.ECHO
     assert judge("Paris", 400, played, S) is Verdict.INTERRUPTION  # one word is not echo
     assert judge("[coughing]", 400, played, S) is Verdict.NOISE

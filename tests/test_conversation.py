@@ -25,7 +25,10 @@ class SlowInput(ArrayInput):
         return await super().read(n)
 
 
-def converse(audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, end_model=None, **cfg_over):
+def converse(
+    audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, end_model=None,
+    second_stage=None, **cfg_over,
+):
     cfg = Config(**cfg_over)
     bus = EventBus()
     events = []
@@ -35,7 +38,7 @@ def converse(audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, 
     chat = chat or FakeChat()
     conv = Conversation(
         cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock,
-        end_model=end_model,
+        end_model=end_model, second_stage=second_stage,
     )
     rec = MemoryOutput()
     driver = PacedDuplex(SlowInput(audio), rec, speaker, clock, 320, realtime=False)

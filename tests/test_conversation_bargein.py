@@ -84,14 +84,40 @@ def test_backchannel_pauses_then_resumes_the_reply_to_its_end():
     assert [ex.turn for ex in conv.history.exchanges] == [1]  # "mm-hmm" is not an exchange
 
 
-def test_short_noise_burst_resumes_without_waiting_for_words():
+class Knock:
+    """A second-stage VAD that never takes anything for a voice."""
+
+    def probability(self, frame):
+        return 0.02
+
+    def reset(self):
+        pass
+
+
+def test_a_knock_the_second_stage_rejects_resumes_without_waiting_for_words():
     audio = question_then(tone(0.15))
-    events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY))
+    events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY), second_stage=Knock())
     assert "barge_in" not in types(events)
     rejected = first(events, "barge_in_rejected", 1)
     assert rejected.verdict == "noise" and rejected.t < 2.6 + 0.15 + 0.15
     assert abs(first(events, "playback_end", 1).played_s - 1.5) < 0.01
     assert first(events, "turn_end", 1).reason == "answered"
+
+
+def test_a_short_sound_with_words_resumes_only_once_the_pause_is_the_end():
+    # Too short to tell (SHORT): it may be a "Wait," before a comma pause, so
+    # the reply stays paused until barge_in.end_silence_ms ends the utterance.
+    audio = question_then(tone(0.15))
+    events, out, _ = converse(audio, chat=FakeChat(LONG_REPLY))
+    assert "barge_in" not in types(events)
+    rejected = first(events, "barge_in_rejected", 1)
+    end2 = first(events, "end_of_turn", 2)
+    assert rejected.verdict == "noise" and rejected.t >= end2.t >= 2.75 + 0.6
+    assert quiet_after(out, first(events, "barge_in_suspected", 1).t + 0.05, end2.t)
+    assert abs(first(events, "playback_end", 1).played_s - 1.5) < 0.01
+    assert first(events, "turn_end", 1).reason == "answered"
+    assert first(events, "turn_end", 2).reason == "noise"
+    assert "llm_first_token" not in types(events, 2)  # never answered, not even speculatively
 
 
 def test_a_short_word_that_is_not_a_backchannel_interrupts():
@@ -135,4 +161,16 @@ def test_a_short_pause_inside_an_interruption_does_not_split_it():
     )
     assert first(events, "barge_in", 1).by_turn == 2
     assert [e.turn for e in events if e.type == "speech_start"] == [1, 2]
+    assert first(events, "turn_end", 2).reason == "answered"
+
+
+def test_a_word_too_short_to_judge_before_a_comma_pause_keeps_the_reply_paused():
+    # "Wait, | what is ...", with "Wait" under min_speech_ms: the final
+    # transcript of the pause must not resume the reply for the pause's length.
+    interruption = np.concatenate([tone(0.15), silence(0.35), tone(1.2)])
+    events, out, _ = converse(question_then(interruption), chat=FakeChat(LONG_REPLY))
+    assert "barge_in_rejected" not in types(events)
+    assert first(events, "barge_in", 1).by_turn == 2
+    suspected = first(events, "barge_in_suspected", 1).t
+    assert quiet_after(out, suspected + 0.05, first(events, "playback_start", 2).t)
     assert first(events, "turn_end", 2).reason == "answered"

@@ -33,7 +33,12 @@ class Verdict(enum.Enum):
     BACKCHANNEL = "backchannel"
     """Acknowledgement ("mm-hmm", "yeah"): the reply goes on."""
     NOISE = "noise"
-    """Too short, or no words recognized."""
+    """No words recognized."""
+    SHORT = "short"
+    """Words, but too little voiced time to tell a word from a knock the
+    recognizer made words of. Not final while the user may go on: a "Wait,"
+    before a comma pause is this short too. Decided when the pause turns out to
+    be the end of the utterance (then it is noise)."""
     UNCLEAR = "unclear"
     """Words the recognizer was guessing at: half-suppressed double talk, a hum."""
     ECHO = "echo"
@@ -43,7 +48,8 @@ class Verdict(enum.Enum):
 @dataclass(frozen=True)
 class BargeInSettings:
     min_speech_ms: int = 200
-    """Suspected speech shorter than this (milliseconds voiced) is noise."""
+    """Suspected speech shorter than this (milliseconds voiced) is too short to
+    be an interruption on its words alone (``Verdict.SHORT``)."""
     confirm_ms: int = 1000
     """Voiced milliseconds that confirm an interruption without waiting for words."""
     speech_threshold: float = 0.5
@@ -117,8 +123,10 @@ def judge(
     not words. ``logprob`` is the recognizer's confidence (see ``min_logprob``).
     """
     words = words_of(re.sub(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*", " ", text))
-    if not words or voiced_ms < settings.min_speech_ms:
+    if not words:
         return Verdict.NOISE
+    if voiced_ms < settings.min_speech_ms:
+        return Verdict.SHORT
     if _is_backchannel(words, settings.backchannels):
         return Verdict.BACKCHANNEL
     if logprob is not None and logprob < settings.min_logprob:

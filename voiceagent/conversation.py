@@ -137,6 +137,10 @@ class _BargeIn:
     """Of those, milliseconds the second stage also took for speech."""
     peak_probability: float | None = None
     """The second stage's highest speech probability on it (None: no second stage)."""
+    short_text: str | None = None
+    """The transcript of the current pause when it was judged too short to tell
+    (``Verdict.SHORT``): the reply stays paused until the user goes on (judged
+    again at the next pause) or the pause ends the utterance (noise)."""
 
 
 class Conversation:
@@ -372,8 +376,14 @@ class Conversation:
         verdict = judge(text, sus.voiced_ms, played, self.barge_in, logprob)
         if verdict is Verdict.INTERRUPTION:
             self._confirm_barge_in(sus)
+        elif verdict is Verdict.SHORT and not utt.ended:
+            # A fast final transcript lands inside a comma pause ("Wait, | what
+            # is..."): resuming the reply now would be heard for the ~100 ms
+            # until the user goes on. A knock the second stage never took for a
+            # voice was rejected at the pause already (is_clearly_noise).
+            sus.short_text = text
         else:
-            self._reject_barge_in(sus, verdict, text)
+            self._reject_barge_in(sus, Verdict.NOISE if verdict is Verdict.SHORT else verdict, text)
 
     def _forget_suspicion(self, utt: _Utterance) -> None:
         sus = self._suspicion
@@ -505,8 +515,10 @@ class Conversation:
         if utt is None:
             return
         sus = self._suspicion
-        if sus is not None and sus.utt is utt and sus.state is _Suspicion.REJECTED:
-            self._suspect(utt)  # more than a backchannel after all: judge it again
+        if sus is not None and sus.utt is utt:
+            sus.short_text = None
+            if sus.state is _Suspicion.REJECTED:
+                self._suspect(utt)  # more than a backchannel after all: judge it again
         utt.version += 1
         if utt.final_task is not None:
             utt.final_task.cancel()
@@ -565,13 +577,21 @@ class Conversation:
         turn.emit(AsrFinal(t, utt.turn, result.text))
         utt.turn_obj = turn
         self._turns[turn.id] = turn
-        if result.text and not is_probably_noise(result.text) and utt.ignored is None:
+        answer = utt.ignored is None and not self._judging_short(utt)
+        if answer and result.text and not is_probably_noise(result.text):
             turn.task = self._spawn(self._reply(turn))
         if utt.ended:
             self._commit(utt)
 
+    def _judging_short(self, utt: _Utterance) -> bool:
+        sus = self._suspicion
+        return sus is not None and sus.utt is utt and sus.short_text is not None
+
     def _commit(self, utt: _Utterance) -> None:
         self._closing.pop(utt.turn, None)
+        sus = self._suspicion
+        if self._judging_short(utt) and sus is not None and sus.state is _Suspicion.OPEN:
+            self._reject_barge_in(sus, Verdict.NOISE, sus.short_text or "")  # it was all
         self._forget_suspicion(utt)
         turn = utt.turn_obj
         if turn is None:
