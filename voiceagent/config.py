@@ -9,6 +9,7 @@ against the directory of the config file (the repository root for the shipped
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -247,6 +248,95 @@ class BargeInConfig(_Section):
     )
 
 
+WAKE_MODELS = ("okay_nabu", "hey_jarvis", "hey_mycroft", "alexa", "hey_rhasspy")
+"""pyopen-wakeword's built-in models."""
+
+WAKE_PHRASES = {
+    "okay_nabu": "okay nabu",
+    "hey_jarvis": "hey jarvis",
+    "hey_mycroft": "hey mycroft",
+    "alexa": "alexa",
+    "hey_rhasspy": "hey rhasspy",
+}
+
+
+class WakeConfig(_Section):
+    """Wake word gating for ``voiceagent serve`` (``talk`` and ``run`` always listen)."""
+
+    model: Literal["none", "okay_nabu", "hey_jarvis", "hey_mycroft", "alexa", "hey_rhasspy"] = Field(
+        "hey_jarvis", description="a pyopen-wakeword built-in model; none: always listening"
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="wake word probability that wakes it")
+    phrase: str | None = Field(
+        None, description="the words trimmed from the transcript (default: the model's phrase)"
+    )
+    listen_s: float = Field(
+        8.0, gt=0, le=120, description="seconds after a wake word alone to start the request"
+    )
+    follow_up_s: float = Field(
+        6.0,
+        ge=0,
+        le=120,
+        description="seconds after a reply in which the user may go on without the wake word "
+        "(0: every request needs it)",
+    )
+
+    def wake_phrase(self) -> str:
+        return self.phrase if self.phrase is not None else WAKE_PHRASES.get(self.model, "")
+
+
+class MqttTlsConfig(_Section):
+    enabled: bool = Field(False, description="connect over TLS (usually port 8883)")
+    ca_file: Path | None = Field(None, description="CA certificate(s), PEM; None: the system's")
+    cert_file: Path | None = Field(None, description="client certificate, PEM")
+    key_file: Path | None = Field(None, description="client key, PEM")
+    insecure: bool = Field(False, description="do not check the broker's host name")
+
+
+class MqttConfig(_Section):
+    """Home Assistant integration of ``voiceagent serve`` (MQTT discovery)."""
+
+    enabled: bool = Field(True, description="false: serve runs without MQTT")
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = Field(
+        None, description="read the password from this file (e.g. a systemd credential)"
+    )
+    tls: MqttTlsConfig = MqttTlsConfig()
+    client_id: str | None = Field(None, description="default: voiceagent-<node_id>")
+    discovery_prefix: str = Field("homeassistant", min_length=1)
+    base_topic: str = Field("voiceagent", min_length=1, description="state and command topics")
+    device_name: str = Field("Voice Agent", min_length=1)
+    node_id: str | None = Field(
+        None,
+        pattern=r"^[a-zA-Z0-9_-]+$",
+        description="unique per device, in topics and unique_ids (default: device_name slug)",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first retry delay")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="retry delay cap (doubling)")
+    max_payload_bytes: int = Field(
+        1024, ge=16, le=65536, description="larger command payloads are logged and ignored"
+    )
+
+    def node(self) -> str:
+        if self.node_id:
+            return self.node_id
+        slug = re.sub(r"[^a-z0-9]+", "_", self.device_name.lower()).strip("_")
+        return slug or "voiceagent"
+
+
+class ServeConfig(_Section):
+    """The ``voiceagent serve`` daemon."""
+
+    conversation_log: Path | None = Field(
+        Path("conversations.jsonl"),
+        description="every turn appended as a JSON line, flushed per turn; null: none",
+    )
+
+
 class Config(_Section):
     audio: AudioConfig = AudioConfig()
     vad: VadConfig = VadConfig()
@@ -256,6 +346,9 @@ class Config(_Section):
     turn: TurnConfig = TurnConfig()
     echo: EchoConfig = EchoConfig()
     barge_in: BargeInConfig = BargeInConfig()
+    wake: WakeConfig = WakeConfig()
+    mqtt: MqttConfig = MqttConfig()
+    serve: ServeConfig = ServeConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     base_dir: Path = Field(Path("."), exclude=True, description="set by the loader")
 
