@@ -25,9 +25,30 @@ class SlowInput(ArrayInput):
         return await super().read(n)
 
 
+class Scripted:
+    """The conversation as the driver sees it, plus calls made at given input times
+    (what the daemon does on an MQTT command or a wake word)."""
+
+    def __init__(self, conv: Conversation, actions) -> None:
+        self.conv = conv
+        self.actions = sorted(actions, key=lambda a: a[0])
+
+    def on_block(self, block, t: float) -> None:
+        while self.actions and self.actions[0][0] <= t:
+            self.actions.pop(0)[1](self.conv)
+        self.conv.on_block(block, t)
+
+    def on_playback(self, notice, t: float) -> None:
+        self.conv.on_playback(notice, t)
+
+    @property
+    def idle(self) -> bool:
+        return not self.actions and self.conv.idle
+
+
 def converse(
     audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, end_model=None,
-    second_stage=None, **cfg_over,
+    second_stage=None, actions=(), gate=None, **cfg_over,
 ):
     cfg = Config(**cfg_over)
     bus = EventBus()
@@ -38,14 +59,16 @@ def converse(
     chat = chat or FakeChat()
     conv = Conversation(
         cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock,
-        end_model=end_model, second_stage=second_stage,
+        end_model=end_model, second_stage=second_stage, gate=gate,
     )
+    if gate is not None:
+        bus.subscribe(gate.on_event)
     rec = MemoryOutput()
     driver = PacedDuplex(SlowInput(audio), rec, speaker, clock, 320, realtime=False)
 
     async def go():
         try:
-            await driver.run(conv)
+            await driver.run(Scripted(conv, actions))
         finally:
             await conv.aclose()
 

@@ -39,6 +39,7 @@ from voiceagent.model_store import missing_model_error
 from voiceagent.tts import PiperSynthesizer, Synthesizer
 from voiceagent.turn_end import EndOfTurnModel, SmartTurn
 from voiceagent.vad import SileroVad, WebRtcVad
+from voiceagent.wake_gate import WakeGate
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,9 @@ def event_sinks(
             log_file.close()
 
 
-def build_conversation(cfg: Config, models: Models, bus: EventBus) -> tuple[Conversation, Speaker, TimelineClock]:
+def build_conversation(
+    cfg: Config, models: Models, bus: EventBus, gate: WakeGate | None = None
+) -> tuple[Conversation, Speaker, TimelineClock]:
     clock = TimelineClock()
     speaker = Speaker(cfg.audio.sample_rate, cfg.audio.output_gain_db)
     vad = WebRtcVad(cfg.vad.aggressiveness, cfg.audio.sample_rate, cfg.vad.frame_ms)
@@ -137,7 +140,7 @@ def build_conversation(cfg: Config, models: Models, bus: EventBus) -> tuple[Conv
         second_stage = SileroVad(cfg.audio.sample_rate)
     conv = Conversation(
         cfg, vad, models.transcriber, models.chat, models.synthesizer, speaker, bus, clock,
-        second_stage=second_stage, end_model=models.end_model,
+        second_stage=second_stage, end_model=models.end_model, gate=gate,
     )
     return conv, speaker, clock
 

@@ -70,6 +70,7 @@ from voiceagent.events import (
     SpeculationDiscarded,
     SpeechEnd,
     SpeechStart,
+    TextRequest,
     TtsFirstAudio,
     TurnEnd,
     TurnEndJudged,
@@ -86,6 +87,7 @@ from voiceagent.turn_end import (
     words_unfinished,
 )
 from voiceagent.vad import NoiseFloor, SpeechDetector, SpeechProbability
+from voiceagent.wake_gate import WakeGate as RequestGate
 from voiceagent.workers import ModelWorker
 
 logger = logging.getLogger(__name__)
@@ -97,11 +99,16 @@ class _Utterance:
 
     turn: int
     frames: list[np.ndarray]
+    start_t: float = 0.0
+    """When the user started speaking (seconds, the onset)."""
     version: int = 0
     """Bumped when speech resumes after a pause: results of older versions are stale."""
     ended: bool = False
     final_task: asyncio.Task[None] | None = None
     final_text: str | None = None
+    """The final transcript of the current pause, the wake word trimmed."""
+    heard_text: str = ""
+    """The same as the recognizer wrote it."""
     turn_obj: Turn | None = None
     last_partial_at: float = 0.0
     last_partial_text: str = ""
@@ -156,8 +163,11 @@ class Conversation:
         clock: Clock,
         second_stage: SpeechProbability | None = None,
         end_model: EndOfTurnModel | None = None,
+        gate: RequestGate | None = None,
     ) -> None:
         self.cfg = cfg
+        self.gate = gate
+        """Decides which utterances are requests (the daemon's wake word); None: all."""
         self.vad = vad
         self.transcriber = transcriber
         self.chat = chat
@@ -216,6 +226,8 @@ class Conversation:
         self.noise_floor = NoiseFloor(cfg.vad.end_margin_db)
         self._gating = False
         self._suspicion: _BargeIn | None = None
+        self._stopped: set[int] = set()
+        """Turns stopped by ``stop()`` whose output has not gone quiet yet."""
         self._paused_at: dict[int, float] = {}
         """Turn -> when its output was paused (the real stop, if it never resumes)."""
 
@@ -282,13 +294,11 @@ class Conversation:
         t = self._paused_at.pop(notice.turn, t) if notice.flushed else t
         self.bus.publish(PlaybackEnd(t, notice.turn, played_s=notice.played_samples / self.rate))
         if turn is not None:
-            self._finish_turn(
-                turn,
-                t,
-                reply=notice.heard,
-                interrupted=notice.flushed,
-                reason="interrupted" if notice.flushed else "answered",
-            )
+            reason = "answered"
+            if notice.flushed:
+                reason = "stopped" if notice.turn in self._stopped else "interrupted"
+            self._stopped.discard(notice.turn)
+            self._finish_turn(turn, t, reply=notice.heard, interrupted=notice.flushed, reason=reason)
 
     # ------------------------------------------------------------- barge-in
 
@@ -403,7 +413,9 @@ class Conversation:
         # The endpointer fires a few frames after the onset; keep those plus pre-roll.
         back = ep.index - ep.onset_index + 1 + self._pre_roll_frames
         frames = list(self._recent)[-back:]
-        self._utt = _Utterance(turn=self._turn_counter, frames=frames)
+        self._utt = _Utterance(
+            turn=self._turn_counter, frames=frames, start_t=self._frame_time(ep.onset_index)
+        )
         self._utt.last_partial_at = self.clock.now()
         self.bus.publish(SpeechStart(self._frame_time(ep.onset_index), self._turn_counter))
         if self.cfg.barge_in.enabled:
@@ -442,6 +454,8 @@ class Conversation:
         then costs only the words after it. Skipped while the LLM is busy (a
         reply is generating): the prefill must never delay a reply.
         """
+        if self.gate is not None:  # the reply's prompt will not have the wake word
+            partial = self.gate.strip(partial)
         words = partial.split()
         if len(words) < 4 or self.llm_worker.busy:
             return
@@ -557,31 +571,49 @@ class Conversation:
             return
         if version != utt.version:
             return  # the user went on speaking; a later pause starts a new one
-        words_probability = await self._words_end(result.text)
+        text = self.gate.strip(result.text) if self.gate is not None else result.text
+        words_probability = await self._words_end(text)
         if version != utt.version:
             return
         utt.words_probability = words_probability
-        utt.final_text = result.text
+        utt.final_text, utt.heard_text = text, result.text
         t = self.clock.now()
         # The voice is asked only when the words do not already say "wait", and
         # only now: run beside the final ASR, it slowed the ASR on 2 cores.
-        if self.end_model is not None and not words_unfinished(
-            result.text, words_probability, self.turn_end
-        ):
+        if self.end_model is not None and not words_unfinished(text, words_probability, self.turn_end):
             self._spawn(self._hear_end(utt, audio, version))
         else:
             utt.end_heard = True
         self._decide_end(utt)
         self._judge(utt, result.text, result.logprob)
-        turn = Turn(utt.turn, result.text, self.bus.publish, self._enqueue)
+        turn = Turn(utt.turn, text, self.bus.publish, self._enqueue)
         turn.emit(AsrFinal(t, utt.turn, result.text))
         utt.turn_obj = turn
         self._turns[turn.id] = turn
-        answer = utt.ignored is None and not self._judging_short(utt)
-        if answer and result.text and not is_probably_noise(result.text):
+        # Not yet addressed (the wake word detector may answer late): _commit
+        # asks again and starts the reply then.
+        if self._answerable(utt) and self._addressed(utt):
             turn.task = self._spawn(self._reply(turn))
         if utt.ended:
             self._commit(utt)
+
+    def _answerable(self, utt: _Utterance) -> bool:
+        text = utt.final_text or ""
+        return (
+            utt.ignored is None
+            and not self._judging_short(utt)
+            and bool(text)
+            and not is_probably_noise(text)
+        )
+
+    def _addressed(self, utt: _Utterance) -> bool:
+        """Is this utterance a request (wake word, follow-up, or talking over a reply)?"""
+        if self.gate is None:
+            return True
+        sus = self._suspicion
+        if sus is not None and sus.utt is utt:
+            return True  # over a reply: the barge-in rules decide
+        return self.gate.admits(utt.start_t, self.clock.now())
 
     def _judging_short(self, utt: _Utterance) -> bool:
         sus = self._suspicion
@@ -592,19 +624,34 @@ class Conversation:
         sus = self._suspicion
         if self._judging_short(utt) and sus is not None and sus.state is _Suspicion.OPEN:
             self._reject_barge_in(sus, Verdict.NOISE, sus.short_text or "")  # it was all
+        addressed = self._addressed(utt)
         self._forget_suspicion(utt)
         turn = utt.turn_obj
         if turn is None:
             return
         turn.commit()
+        now = self.clock.now()
         if utt.ignored is not None:
             logger.info("turn %d: %s over a reply (%r), not answered", turn.id, utt.ignored, turn.user_text)
-            self._finish_turn(turn, self.clock.now(), reply="", reason=utt.ignored)
+            self._finish_turn(turn, now, reply="", reason=utt.ignored)
+        elif not addressed:
+            logger.info("turn %d: no wake word (%r), not answered", turn.id, utt.heard_text)
+            self._finish_turn(turn, now, reply="", reason="not_addressed")
         elif not turn.user_text or is_probably_noise(turn.user_text):
-            logger.info("turn %d: no speech recognized (%r)", turn.id, turn.user_text)
-            self._finish_turn(turn, self.clock.now(), reply="", reason="no_speech")
-        elif turn.generation_done and not self.speaker.finish(turn.id):
-            self._finish_turn(turn, self.clock.now(), reply="")
+            if utt.heard_text.strip() and not turn.user_text:
+                logger.info("turn %d: the wake word alone (%r)", turn.id, utt.heard_text)
+                reason = "wake_word"
+            else:
+                logger.info("turn %d: no speech recognized (%r)", turn.id, turn.user_text)
+                reason = "no_speech"
+            self._finish_turn(turn, now, reply="", reason=reason)
+        else:
+            if self.gate is not None:
+                self.gate.accepted(utt.start_t)
+            if turn.task is None:  # the wake word was heard only after the pause
+                turn.task = self._spawn(self._reply(turn))
+            elif turn.generation_done and not self.speaker.finish(turn.id):
+                self._finish_turn(turn, now, reply="")
         # else: the reply task calls speaker.finish when it is done generating
 
     def _fail_utterance(self, utt: _Utterance, err: StageError) -> None:
@@ -615,6 +662,71 @@ class Conversation:
         if self._utt is utt:
             self._utt = None
         self.bus.publish(TurnEnd(self.clock.now(), utt.turn, "", "", reason="error"))
+
+    # -------------------------------------------------------- text commands
+
+    def say(self, text: str) -> int:
+        """Speak ``text`` as it is (an announcement): a turn of its own, no LLM.
+
+        Like a spoken request, it replaces a reply that is playing. Returns the turn.
+        """
+        turn = self._text_turn("say", text, user_text="")
+        turn.task = self._spawn(self._announce(turn, text))
+        return turn.id
+
+    def ask(self, text: str) -> int:
+        """Answer ``text`` as if the user had said it; returns the turn."""
+        turn = self._text_turn("ask", text, user_text=text)
+        turn.task = self._spawn(self._reply(turn))
+        return turn.id
+
+    def stop(self) -> int:
+        """Stop every reply now (no more tokens, queued audio dropped, quiet at once).
+
+        The history keeps what was heard, as after a barge-in. What the user is
+        saying meanwhile is still listened to. Returns how many replies stopped.
+        """
+        now = self.clock.now()
+        stopped = 0
+        for turn in list(self._turns.values()):
+            if turn.state is not TurnState.COMMITTED:
+                continue
+            played = self.speaker.flush(turn.id)
+            turn.cancel()
+            stopped += 1
+            if played == 0:  # nothing was audible, so no end notice will come
+                self._finish_turn(turn, now, reply="", interrupted=True, reason="stopped")
+            else:
+                self._stopped.add(turn.id)  # on_playback finishes it once quiet
+        if stopped:
+            logger.info("stopped %d repl%s", stopped, "y" if stopped == 1 else "ies")
+        return stopped
+
+    def _text_turn(self, command: str, text: str, user_text: str) -> Turn:
+        self.stop()
+        self._turn_counter += 1
+        turn = Turn(self._turn_counter, user_text, self.bus.publish, self._enqueue)
+        turn.commit()
+        self._turns[turn.id] = turn
+        self.bus.publish(TextRequest(self.clock.now(), turn.id, command, text))
+        return turn
+
+    async def _announce(self, turn: Turn, text: str) -> None:
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        clauses.put_nowait(text)
+        clauses.put_nowait(None)
+        turn.reply = text
+        llm_free = threading.Event()
+        llm_free.set()
+        try:
+            await self._speak(turn, clauses, llm_free)
+        except StageError as err:
+            logger.error("turn %d: %s", turn.id, err)
+            turn.failed = True
+            turn.emit(ErrorEvent(self.clock.now(), turn.id, stage=err.stage, text=str(err)))
+        turn.generation_done = True
+        if turn.state is TurnState.COMMITTED and not self.speaker.finish(turn.id):
+            self._finish_turn(turn, self.clock.now(), reply="")
 
     # ----------------------------------------------------------------- reply
 
@@ -728,7 +840,7 @@ class Conversation:
         self._turns.pop(turn.id, None)
         if reason == "answered" and turn.failed and not reply:
             reason = "error"
-        if reason in ("answered", "interrupted") and turn.user_text:
+        if reason in ("answered", "interrupted", "stopped") and turn.user_text:
             self.history.add(Exchange(turn.id, turn.user_text, reply, interrupted))
             prefix = self.history.prefix(self.cfg.llm.system_prompt)
             self._spawn(self._prefill(prefix))

@@ -173,7 +173,27 @@ class TurnEnd(Event):
     reason: str
     """``answered``; ``interrupted`` (barge-in: ``reply`` is the part played);
     ``no_speech`` (empty transcript); ``backchannel``, ``noise``, ``unclear`` or
-    ``echo`` (said over a reply and not an interruption: no answer); ``error``; ``shutdown``."""
+    ``echo`` (said over a reply and not an interruption: no answer); ``stopped``
+    (the reply was stopped by a command: ``reply`` is the part played);
+    ``not_addressed`` (no wake word); ``wake_word`` (the wake word alone);
+    ``error``; ``shutdown``."""
+
+
+@dataclass(frozen=True)
+class TextRequest(Event):
+    """A request typed rather than spoken (Home Assistant's ``say`` and ``ask``)."""
+
+    type: ClassVar[str] = "text_request"
+    command: str
+    """``say`` (speak ``text`` as it is) or ``ask`` (answer it)."""
+    text: str
+
+
+@dataclass(frozen=True)
+class WakeWordDetected(Event):
+    type: ClassVar[str] = "wake_word"
+    model: str
+    probability: float
 
 
 @dataclass(frozen=True)
