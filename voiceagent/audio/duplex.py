@@ -71,8 +71,11 @@ class PacedDuplex:
         self.input_seconds = 0.0
         """Seconds of input read before it ended."""
 
-    async def run(self, handler: BlockHandler, max_tail_s: float = 120.0) -> float:
-        """Run until the input has ended and the handler is idle; returns seconds run."""
+    async def run(
+        self, handler: BlockHandler, max_tail_s: float = 120.0, stop: asyncio.Event | None = None
+    ) -> float:
+        """Run until the input has ended and the handler is idle, or ``stop`` is set;
+        returns seconds run."""
         loop = asyncio.get_running_loop()
         dur = self.n / self.rate
         start = loop.time()
@@ -83,7 +86,7 @@ class PacedDuplex:
         self.sink.write(np.zeros(self.n, np.float32))
         playing = np.zeros(self.n, np.float32)
         """The output block playing while the current input block is captured."""
-        while True:
+        while stop is None or not stop.is_set():
             block = None if ended_at is not None else await self.source.read(self.n)
             if block is None:
                 if ended_at is None:

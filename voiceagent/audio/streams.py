@@ -87,6 +87,27 @@ class ArrayInput(WavInput):
         self._pos = 0
 
 
+class EndlessInput:
+    """Silence after the input ends: a daemon fed a file or a pipe keeps running
+    (and answering typed requests) until it is stopped."""
+
+    def __init__(self, source: BlockInput) -> None:
+        self.source = source
+        self.ended = False
+
+    async def read(self, n: int) -> np.ndarray | None:
+        if not self.ended:
+            block = await self.source.read(n)
+            if block is not None:
+                return block
+            self.ended = True
+            logger.info("input ended; listening to silence until stopped")
+        return np.zeros(n, np.float32)
+
+    def close(self) -> None:
+        self.source.close()
+
+
 class PcmInput:
     """Raw PCM from a binary stream (stdin), read on a thread, resampled on the fly."""
 
@@ -127,6 +148,8 @@ class PcmInput:
 class WavOutput:
     """16-bit WAV at the pipeline rate, written as it goes so a crash keeps the audio."""
 
+    _SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # sndfile.h
+
     def __init__(self, path: Path, rate: int) -> None:
         import soundfile
 
@@ -136,6 +159,12 @@ class WavOutput:
             )
         except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
             raise VoiceAgentError(f"cannot write output file {path}: {err}") from None
+        # libsndfile writes the data length into the header only on close; a
+        # killed daemon would leave a WAV that strict readers (Python's wave)
+        # take for empty. Rewrite the header after every block instead.
+        soundfile._snd.sf_command(
+            self._file._file, self._SFC_SET_UPDATE_HEADER_AUTO, soundfile._ffi.NULL, 1
+        )
 
     def write(self, block: np.ndarray) -> None:
         self._file.write(np.clip(block, -1.0, 1.0))
