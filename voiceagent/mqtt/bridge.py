@@ -1,0 +1,465 @@
+"""The MQTT connection to Home Assistant: discovery, states out, commands in.
+
+One :class:`MqttBridge` runs as a task on the daemon's event loop for as long as
+the daemon runs. It owns one connection at a time and reconnects with a doubling
+backoff whenever the broker goes away, so the daemon itself never depends on the
+broker: :meth:`MqttBridge.publish_state` only remembers the value and hands it to
+the current connection, if there is one; every connection starts by publishing
+everything Home Assistant needs (discovery, ``online``, the latest states).
+
+Commands from Home Assistant arrive as messages on the ``.../set`` topics and are
+turned into calls on :class:`Controls`, on the event loop thread. A bad command
+(oversized, not UTF-8, empty, unknown) is logged and ignored; a control that
+raises is logged with its traceback. Neither ends the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Protocol
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+
+from voiceagent.config import Config
+from voiceagent.errors import ConfigError
+from voiceagent.mqtt.discovery import (
+    ASSISTANT_STATES,
+    COMMAND_ENTITIES,
+    MAX_STATE_CHARS,
+    OFF,
+    OFFLINE,
+    ON,
+    ONLINE,
+    STATE_ENTITIES,
+    TEXT_ENTITIES,
+    Topics,
+    discovery_messages,
+    truncate_state,
+)
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_S = 0.8
+"""Seconds allowed, once ``stop`` is set, to publish ``offline`` and disconnect. If
+the broker does not answer in time it publishes the retained ``offline`` will
+itself when it notices the connection is gone."""
+
+OPERATION_TIMEOUT_S = 10.0
+"""Seconds to wait for the broker's CONNACK, SUBACK or PUBACK before giving the
+connection up as lost (aiomqtt's default)."""
+
+QOS = 1
+"""At least once: a dropped retained state would leave Home Assistant stale until
+the next change."""
+
+_ANNOUNCE = "<announce>"
+"""Queued instead of an entity name: publish discovery, online and all states."""
+
+_AUTH_REFUSED = {4, 5, 134, 135}
+"""CONNACK codes for a bad user name/password or not authorized (MQTT 3.1.1 and 5)."""
+
+
+class Controls(Protocol):
+    """What Home Assistant can do to the assistant; called on the event loop thread."""
+
+    def say(self, text: str) -> None:
+        """Speak ``text`` as it is."""
+
+    def ask(self, text: str) -> None:
+        """Answer ``text`` as if the user had said it, and speak the answer."""
+
+    def stop(self) -> None:
+        """Stop the current reply, if any."""
+
+    def set_muted(self, muted: bool) -> None:
+        """Stop (True) or resume (False) listening to the microphone."""
+
+
+class MqttBridge:
+    """Home Assistant integration over MQTT for one voiceagent device.
+
+    Raises :class:`ConfigError` at construction for a password file or TLS file
+    that cannot be read, so that a typo stops the daemon at start-up instead of
+    turning into an endless reconnect loop.
+
+    With ``mqtt.enabled: false`` :meth:`run` logs that and returns at once;
+    :meth:`publish_state` still works (it only remembers values).
+    """
+
+    def __init__(self, cfg: Config, controls: Controls, sw_version: str) -> None:
+        self._cfg = cfg
+        self._mqtt = cfg.mqtt
+        self._controls = controls
+        self._topics = Topics.from_config(cfg.mqtt)
+        self._where = f"{cfg.mqtt.host}:{cfg.mqtt.port}"
+        self._client_id = cfg.mqtt.client_id or f"voiceagent-{cfg.mqtt.node()}"
+        self._password = self._read_password()
+        self._tls = self._tls_parameters()
+        self._discovery = [
+            (topic, json.dumps(payload, ensure_ascii=False))
+            for topic, payload in discovery_messages(cfg.mqtt, sw_version)
+        ]
+        self._commands = {self._topics.command(e): e for e in COMMAND_ENTITIES}
+        self._states: dict[str, str] = {}
+        self._changed: asyncio.Queue[str] = asyncio.Queue()
+        self._client: aiomqtt.Client | None = None
+        self._outage_since: float | None = None
+        """time.monotonic() when the broker was last found missing; None while fine."""
+        self._session_connected = False
+        """Whether the current connection attempt got as far as a CONNACK."""
+        self._subscribed = False
+
+    @property
+    def topics(self) -> Topics:
+        return self._topics
+
+    @property
+    def connected(self) -> bool:
+        """True while connected, announced and subscribed to the command topics."""
+        return self._client is not None and self._subscribed
+
+    def publish_state(self, entity: str, value: str) -> None:
+        """Set the state of ``entity`` (state, transcript, reply, latency or mute).
+
+        The value is remembered and published (retained) by the current connection
+        soon after this returns, or by the next one. Never blocks, never raises for
+        a missing broker; raises ValueError for an unknown entity or a value Home
+        Assistant would reject (a state not in ASSISTANT_STATES, a latency that is
+        not a number, a mute that is not ON/OFF).
+        """
+        if entity not in STATE_ENTITIES:
+            raise ValueError(f"unknown MQTT state entity {entity!r} (not in {STATE_ENTITIES})")
+        if entity == "state" and value not in ASSISTANT_STATES:
+            raise ValueError(f"assistant state {value!r} is not one of {ASSISTANT_STATES}")
+        if entity == "latency":
+            float(value)
+        if entity == "mute" and value not in (ON, OFF):
+            raise ValueError(f"mute state must be {ON} or {OFF}, got {value!r}")
+        self._states[entity] = value
+        if self._client is not None:
+            self._changed.put_nowait(entity)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected until ``stop`` is set, then say ``offline`` and disconnect.
+
+        Returns within about a second of ``stop`` being set, whatever the broker
+        does. Connection failures are logged and retried; they never end this.
+        """
+        if not self._mqtt.enabled:
+            logger.info("mqtt.enabled is false: not connecting to Home Assistant")
+            return
+        delay = self._mqtt.reconnect_min_s
+        warned: str | None = None  # the kind of failure already warned about
+        while True:
+            self._session_connected = False
+            try:
+                await self._run_session(stop)
+                return
+            except aiomqtt.MqttError as err:
+                if self._session_connected:
+                    # A connection that worked resets the backoff: this is a new outage.
+                    delay = self._mqtt.reconnect_min_s
+                    warned = None
+                    self._outage_since = time.monotonic()
+                elif self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                kind, reason = self._describe_failure(err)
+            # Warn once per outage (and again if the broker comes back but refuses
+            # the login); a retry every few seconds would otherwise flood the log
+            # of a daemon left running for days.
+            level = logging.WARNING if kind != warned else logging.DEBUG
+            logger.log(level, "%s; retrying in %s s", reason, f"{delay:g}")
+            warned = kind
+            if await _wait_or_timeout(stop, delay):
+                return
+            delay = min(delay * 2, self._mqtt.reconnect_max_s)
+
+    # -- one connection --------------------------------------------------------
+
+    async def _run_session(self, stop: asyncio.Event) -> None:
+        """One connection until it fails (MqttError) or ``stop`` ends it cleanly."""
+        session = asyncio.create_task(self._session(stop), name="mqtt-session")
+        stopped = asyncio.create_task(stop.wait(), name="mqtt-stop")
+        try:
+            await asyncio.wait((session, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if session.done():
+                session.result()
+                return
+            # The session saw `stop` too and is saying offline; it may be stuck
+            # connecting or waiting on a silent broker, so it gets a deadline.
+            try:
+                await asyncio.wait_for(session, SHUTDOWN_S)
+            except TimeoutError:
+                if not self._session_connected:
+                    logger.info("stopped while connecting to MQTT broker %s", self._where)
+                    return
+                logger.warning(
+                    "MQTT broker %s did not answer within %s s while stopping; it will "
+                    "mark the device offline (last will) once it notices",
+                    self._where,
+                    SHUTDOWN_S,
+                )
+            except aiomqtt.MqttError as err:
+                logger.warning("could not say offline to MQTT broker %s: %s", self._where, err)
+        finally:
+            for task in (session, stopped):
+                task.cancel()
+            await asyncio.gather(session, stopped, return_exceptions=True)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        client = self._new_client()
+        async with client:
+            self._on_connected()
+            try:
+                if not stop.is_set():
+                    self._client = client
+                    while not self._changed.empty():  # all states go out with the announce
+                        self._changed.get_nowait()
+                    await self._serve(client, stop)
+                # Short timeouts from here: a broker that stopped answering must not
+                # hold up the daemon's shutdown (this also bounds the DISCONNECT wait
+                # in the context manager's exit).
+                client.timeout = SHUTDOWN_S / 3
+                await client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+            finally:
+                self._client = None
+                self._subscribed = False
+        logger.info("disconnected from MQTT broker %s", self._where)
+
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Announce, then handle commands and publish changes until ``stop`` or a failure.
+
+        All publishing happens in one task, raced against the listener: aiomqtt does
+        not fail a pending publish when the connection drops (it times out after
+        OPERATION_TIMEOUT_S), but the listener notices at once and ends the session.
+        """
+        tasks = [
+            asyncio.create_task(self._listen(client), name="mqtt-listen"),
+            asyncio.create_task(self._publish(client), name="mqtt-publish"),
+            asyncio.create_task(stop.wait(), name="mqtt-stop"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()  # a connection failure raises MqttError here
+
+    def _on_connected(self) -> None:
+        self._session_connected = True
+        if self._outage_since is not None:
+            # At warning level like the outage itself, so a log read at the default
+            # level shows that it ended.
+            logger.warning(
+                "connected to MQTT broker %s again after %.1f s of retrying",
+                self._where,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+        else:
+            logger.info("connected to MQTT broker %s as %s", self._where, self._client_id)
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """Everything Home Assistant needs after we connect or it restarts."""
+        for topic, payload in self._discovery:
+            await client.publish(topic, payload, qos=QOS, retain=True)
+        await client.publish(self._topics.availability, ONLINE, qos=QOS, retain=True)
+        for entity in STATE_ENTITIES:
+            if entity in self._states:
+                await self._publish_state(client, entity)
+
+    async def _publish_state(self, client: aiomqtt.Client, entity: str) -> None:
+        value = self._states[entity]
+        if entity in TEXT_ENTITIES:
+            attributes = json.dumps({"text": value}, ensure_ascii=False)
+            await client.publish(self._topics.attributes(entity), attributes, qos=QOS, retain=True)
+            value = truncate_state(value)
+        await client.publish(self._topics.state(entity), value, qos=QOS, retain=True)
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        # Subscribed before saying online: a command Home Assistant sends as soon
+        # as it sees the device online must not be lost.
+        await client.subscribe(
+            [(topic, QOS) for topic in self._commands] + [(self._topics.ha_status, QOS)]
+        )
+        self._subscribed = True
+        await self._announce(client)
+        while True:
+            item = await self._changed.get()
+            if item == _ANNOUNCE:
+                await self._announce(client)
+            else:
+                await self._publish_state(client, item)
+
+    # -- commands --------------------------------------------------------------
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._on_message(message)
+        raise aiomqtt.MqttError("the message stream ended")
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload
+        if not isinstance(payload, (bytes, bytearray)):
+            payload = b"" if payload is None else str(payload).encode()
+        if topic == self._topics.ha_status:
+            # A retained birth message arrives right after we subscribe, when we
+            # have just announced everything anyway.
+            if payload.strip() == ONLINE.encode() and not message.retain:
+                logger.info("Home Assistant (re)started: publishing discovery again")
+                self._changed.put_nowait(_ANNOUNCE)
+            return
+        entity = self._commands.get(topic)
+        if entity is None:
+            logger.debug("ignoring a message on %s", topic)
+            return
+        if message.retain:
+            # A retained command would be replayed on every reconnect.
+            logger.warning(
+                "ignoring a retained %s command on %s (clear it with: mosquitto_pub -r -n -t %s)",
+                entity,
+                topic,
+                topic,
+            )
+            return
+        value, why = self._parse_command(entity, bytes(payload))
+        if value is None:
+            logger.warning("ignoring a malformed command on %s: %s", topic, why)
+            return
+        try:
+            self._dispatch(entity, value)
+        except Exception:
+            logger.exception("the %s command from Home Assistant failed (topic %s)", entity, topic)
+
+    def _parse_command(self, entity: str, payload: bytes) -> tuple[str | None, str]:
+        """(the command's argument, "") or (None, why the payload is malformed)."""
+        limit = self._mqtt.max_payload_bytes
+        if len(payload) > limit:
+            return None, f"{len(payload)} bytes is over mqtt.max_payload_bytes ({limit})"
+        if entity == "stop":
+            return "", ""  # any press
+        try:
+            text = payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return None, "the payload is not UTF-8 text"
+        if entity == "mute":
+            if text.upper() not in (ON, OFF):
+                return None, f"expected {ON} or {OFF}, got {text[:40]!r}"
+            return text.upper(), ""
+        if not text:
+            return None, "the text is empty"
+        if len(text) > MAX_STATE_CHARS:
+            return None, f"{len(text)} characters is over the {MAX_STATE_CHARS} allowed"
+        return text, ""
+
+    def _dispatch(self, entity: str, value: str) -> None:
+        logger.info("Home Assistant command: %s %s", entity, value)
+        match entity:
+            case "say":
+                self._controls.say(value)
+            case "ask":
+                self._controls.ask(value)
+            case "stop":
+                self._controls.stop()
+            case "mute":
+                self._controls.set_muted(value == ON)
+                # Home Assistant's switch is not optimistic: it shows the new state
+                # only once we echo it.
+                self.publish_state("mute", value)
+
+    # -- setup -----------------------------------------------------------------
+
+    def _new_client(self) -> aiomqtt.Client:
+        tls = self._mqtt.tls
+        return aiomqtt.Client(
+            self._mqtt.host,
+            self._mqtt.port,
+            identifier=self._client_id,
+            username=self._mqtt.username,
+            password=self._password,
+            tls_params=self._tls,
+            # paho refuses tls_insecure without TLS, hence None when TLS is off.
+            tls_insecure=tls.insecure if tls.enabled else None,
+            keepalive=self._mqtt.keepalive_s,
+            will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=QOS, retain=True),
+            timeout=OPERATION_TIMEOUT_S,
+        )
+
+    def _read_password(self) -> str | None:
+        m = self._mqtt
+        if m.password is not None and m.password_file is not None:
+            raise ConfigError("set mqtt.password or mqtt.password_file, not both")
+        password = m.password
+        if m.password_file is not None:
+            path = self._cfg.resolve(m.password_file)
+            try:
+                password = path.read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot read mqtt.password_file {path}: {err.strerror}"
+                ) from None
+        if password is not None and m.username is None:
+            raise ConfigError("mqtt.password is set but mqtt.username is not")
+        return password
+
+    def _tls_parameters(self) -> aiomqtt.TLSParameters | None:
+        tls = self._mqtt.tls
+        if not tls.enabled:
+            return None
+        files: dict[str, str | None] = {}
+        named = (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file))
+        for key, path in named:
+            if path is None:
+                files[key] = None
+                continue
+            resolved = self._cfg.resolve(path)
+            if not resolved.is_file():
+                raise ConfigError(f"mqtt.tls.{key}: {resolved} does not exist")
+            files[key] = str(resolved)
+        return aiomqtt.TLSParameters(
+            ca_certs=files["ca_file"], certfile=files["cert_file"], keyfile=files["key_file"]
+        )
+
+    def _describe_failure(self, err: aiomqtt.MqttError) -> tuple[str, str]:
+        """("auth" or "down", one line saying what went wrong and what to check)."""
+        if isinstance(err, MqttConnectError) and _code(err) in _AUTH_REFUSED:
+            return "auth", (
+                f"MQTT broker {self._where} refused the login as "
+                f"{self._mqtt.username or '(anonymous)'} ({err}): check mqtt.username and "
+                "mqtt.password (or mqtt.password_file)"
+            )
+        detail = str(err)
+        if err.__cause__ is not None:
+            detail += f": {err.__cause__}"
+        if self._session_connected:
+            return "down", f"lost the connection to MQTT broker {self._where}: {detail}"
+        checks = "mqtt.host and mqtt.port"
+        if self._mqtt.tls.enabled:
+            checks = "mqtt.host, mqtt.port and mqtt.tls"
+        return "down", (
+            f"cannot connect to MQTT broker {self._where}: {detail} "
+            f"(is it running? check {checks})"
+        )
+
+
+def _code(err: MqttConnectError) -> int | None:
+    rc = err.rc
+    return rc if isinstance(rc, int) or rc is None else rc.value
+
+
+async def _wait_or_timeout(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event``; True if it was set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
