@@ -41,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--output-device", help="name or index")
     talk.add_argument("--duration", type=float, help="stop after this many seconds")
 
+    serve = with_config(sub.add_parser(
+        "serve",
+        help="run as a daemon: wake word, Home Assistant over MQTT, conversation log",
+        description="Runs until SIGTERM or Ctrl+C. Audio from the configured sound devices, or "
+        "from --input/--output as 'run' takes them (a WAV file or - for raw PCM); after the "
+        "input ends it goes on hearing silence, still answering Home Assistant's commands.",
+    ))
+    serve.add_argument("--input", "-i", help="WAV file, or - for raw PCM on stdin")
+    serve.add_argument("--output", "-o", help="WAV file, or - for raw PCM on stdout")
+    serve.add_argument("--events", "-e", help="write events as JSON lines to this file")
+
     demo = with_config(sub.add_parser("demo", help="a spoken demo conversation, no microphone"))
     demo.add_argument("--output", "-o", default="demo-conversation.wav")
     demo.add_argument("--events", "-e", help="write events as JSON lines to this file")
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg: Config | None = None
     try:
-        if args.command in ("run", "talk", "demo", "bench"):
+        if args.command in ("run", "talk", "serve", "demo", "bench"):
             cfg = load_config(args.config)
         _setup_logging(args.verbose, cfg)
         match args.command:
@@ -204,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                 return _cmd_run(args, cfg)  # type: ignore[arg-type]
             case "talk":
                 return _cmd_talk(args, cfg)  # type: ignore[arg-type]
+            case "serve":
+                from voiceagent.daemon.serve import ServeOptions, run_serve
+
+                opts = ServeOptions(args.input, args.output, args.events)
+                return run_serve(cfg, opts)  # type: ignore[arg-type]
             case "demo":
                 from voiceagent.demo import run_demo
 

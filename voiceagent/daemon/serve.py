@@ -1,0 +1,254 @@
+"""``voiceagent serve``: wiring, the audio loop that survives its device, shutdown.
+
+Start-up order: the config, the audio input/output (a bad file fails at once),
+the conversation log, the models, then the event loop with the audio and the
+MQTT bridge side by side. The voice loop never waits for the broker: while it is
+away the assistant goes on answering, and the bridge publishes the latest
+states when it is back.
+
+SIGTERM and SIGINT stop the reply that is playing, publish ``offline``, close
+the devices and files, and return within a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from voiceagent import __version__
+from voiceagent.app import (
+    ConsoleDisplay,
+    Models,
+    block_samples,
+    build_conversation,
+    load_models,
+    make_echo_canceller,
+)
+from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
+from voiceagent.audio.streams import BlockInput, BlockOutput, EndlessInput, open_input, open_output
+from voiceagent.config import Config
+from voiceagent.daemon.listener import Listener
+from voiceagent.daemon.log import NOT_LOGGED, ConversationLog, TurnLatency
+from voiceagent.daemon.state import AssistantState, StateReporter
+from voiceagent.errors import AudioDeviceError, ConfigError
+from voiceagent.events import Event, EventBus, JsonlEventLog, TurnEnd
+from voiceagent.mqtt import MqttBridge
+from voiceagent.wake import WakeWordDetector
+from voiceagent.wake_gate import WakeGate, WakeGateSettings
+
+logger = logging.getLogger(__name__)
+
+DEVICE_RETRY_S = 5.0
+"""Seconds between attempts to reopen a sound device that went away."""
+TICK_S = 0.5
+"""Seconds between checks of time-based state (the wake word's listening window)."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    input: str | None = None
+    """A WAV file or ``-`` (raw PCM on stdin); None: the configured input device."""
+    output: str | None = None
+    """A WAV file or ``-`` (raw PCM on stdout); None: the configured output device."""
+    events: str | None = None
+    """Write every event as a JSON line to this file."""
+
+
+class DaemonControls:
+    """What Home Assistant's commands do (``mqtt.Controls``)."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+
+
+    def say(self, text: str) -> None:
+        logger.info("say: %r", text)
+        self.listener.conv.say(text)
+
+    def ask(self, text: str) -> None:
+        logger.info("ask: %r", text)
+        self.listener.conv.ask(text)
+
+    def stop(self) -> None:
+        logger.info("stop: %d repl(ies) stopped", self.listener.conv.stop())
+
+    def set_muted(self, muted: bool) -> None:
+        logger.info("microphone %s", "muted" if muted else "on")
+        self.listener.muted = muted  # the bridge reports the switch's new state
+
+
+class StatePublisher:
+    """Event listener that sends the last transcript, reply and latency to MQTT."""
+
+    def __init__(self, bridge: MqttBridge) -> None:
+        self.bridge = bridge
+        self._latency = TurnLatency()
+
+    def __call__(self, event: Event) -> None:
+        self._latency(event)
+        if not isinstance(event, TurnEnd):
+            return
+        latency = self._latency.pop(event.turn)
+        if event.reason in NOT_LOGGED:
+            return
+        if event.text:
+            self.bridge.publish_state("transcript", event.text)
+        if event.reply:
+            self.bridge.publish_state("reply", event.reply)
+        if latency is not None:
+            self.bridge.publish_state("latency", str(latency))
+
+
+def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
+    """The daemon, until SIGTERM/SIGINT. Returns the exit status."""
+    rate = cfg.audio.sample_rate
+    if (opts.input is None) != (opts.output is None):
+        raise ConfigError(
+            "serve takes --input and --output together (files or pipes), or neither (sound devices)"
+        )
+    source = open_input(opts.input, rate, cfg.audio.pcm) if opts.input else None
+    sink = open_output(opts.output, rate, cfg.audio.pcm) if opts.output else None
+    log = ConversationLog(cfg.resolve(cfg.serve.conversation_log)) if cfg.serve.conversation_log else None
+    events_file = open(opts.events, "w", encoding="utf-8") if opts.events else None
+    try:
+        models = load_models(cfg, out)
+        detector = None
+        if cfg.wake.model != "none":
+            detector = WakeWordDetector(cfg.wake.model, cfg.wake.threshold, rate)
+            detector.warm_up()
+        asyncio.run(_serve(cfg, models, detector, source, sink, log, events_file, out))
+    finally:
+        if log is not None:
+            log.close()
+        if events_file is not None:
+            events_file.close()
+        if sink is not None:
+            sink.close()
+        if source is not None:
+            source.close()
+    print("voiceagent serve: stopped", file=out)
+    return 0
+
+
+async def _serve(
+    cfg: Config,
+    models: Models,
+    detector: WakeWordDetector | None,
+    source: BlockInput | None,
+    sink: BlockOutput | None,
+    log: ConversationLog | None,
+    events_file: TextIO | None,
+    out: TextIO,
+) -> None:
+    bus = EventBus()
+    bus.subscribe(ConsoleDisplay(out))
+    if events_file is not None:
+        bus.subscribe(JsonlEventLog(events_file))
+    if log is not None:
+        bus.subscribe(log)
+    gate = None
+    if detector is not None:
+        gate = WakeGate(
+            WakeGateSettings(
+                listen_s=cfg.wake.listen_s, follow_up_s=cfg.wake.follow_up_s, phrase=cfg.wake.wake_phrase()
+            )
+        )
+        bus.subscribe(gate.on_event)  # before the state, which asks it
+    conv, speaker, clock = build_conversation(cfg, models, bus, gate=gate)
+    listener = Listener(conv, bus, cfg.audio.sample_rate, detector, gate)
+
+    bridge = None
+    if cfg.mqtt.enabled:
+        bridge = MqttBridge(cfg, DaemonControls(listener), __version__)
+        bus.subscribe(StatePublisher(bridge))
+        bridge.publish_state("mute", "OFF")
+    reporter = StateReporter(
+        lambda state: bridge.publish_state("state", state.value) if bridge is not None else None,
+        gate,
+    )
+    bus.subscribe(reporter)
+    if bridge is not None:
+        bridge.publish_state("state", AssistantState.IDLE.value)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    wake = f"wake word {cfg.wake.model}" if detector is not None else "no wake word (always listening)"
+    mqtt = f"MQTT {cfg.mqtt.host}:{cfg.mqtt.port}" if bridge is not None else "MQTT off"
+    print(f"voiceagent serve: running ({wake}, {mqtt}); SIGTERM or Ctrl+C to stop", file=out)
+
+    async def tick() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(TICK_S)
+            reporter.tick(clock.now())
+
+    side = [asyncio.ensure_future(tick())]
+    if bridge is not None:
+        side.append(asyncio.ensure_future(bridge.run(stop)))
+    try:
+        if source is not None and sink is not None:
+            await _paced(cfg, listener, speaker, clock, source, sink, stop)
+        else:
+            await _devices(cfg, listener, speaker, clock, stop)
+    finally:
+        stop.set()
+        stopped = conv.stop()  # the reply ends now, not when the process is gone
+        if stopped:
+            logger.info("shutdown: stopped the reply")
+        await listener.aclose()
+        await conv.aclose()
+        # The bridge publishes offline and disconnects on stop; bounded, so a
+        # broker that does not answer cannot hold the shutdown.
+        done, pending = await asyncio.wait(side, timeout=1.5)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*side, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _paced(cfg, listener, speaker, clock, source, sink, stop) -> None:  # type: ignore[no-untyped-def]
+    """Files and pipes: the input is followed by silence until stopped."""
+    driver = PacedDuplex(
+        EndlessInput(source), sink, speaker, clock, block_samples(cfg),
+        echo_canceller=make_echo_canceller(cfg, known_delay_ms=0),
+    )
+    await driver.run(listener, stop=stop)
+
+
+async def _devices(cfg, listener, speaker, clock, stop) -> None:  # type: ignore[no-untyped-def]
+    """Sound devices; if one goes away, say so and retry until it is back or we stop."""
+    from voiceagent.audio.devices import resolve_device
+
+    while not stop.is_set():
+        try:
+            in_dev = resolve_device(cfg.audio.input_device, "input")
+            out_dev = resolve_device(cfg.audio.output_device, "output")
+            driver = DeviceDuplex(
+                speaker, clock, block_samples(cfg), in_dev, out_dev,
+                echo_canceller=make_echo_canceller(cfg),
+                echo_delay_ms=None if cfg.echo.delay_ms == "auto" else cfg.echo.delay_ms,
+            )
+            await driver.run(listener, stop)
+        except AudioDeviceError as err:
+            logger.error("%s; retrying in %.0f s (MQTT commands still work meanwhile)", err, DEVICE_RETRY_S)
+            listener.conv.stop()
+            try:
+                await asyncio.wait_for(stop.wait(), DEVICE_RETRY_S)
+            except TimeoutError:
+                pass
+            _rescan_devices()
+
+
+def _rescan_devices() -> None:
+    """PortAudio lists devices once per initialisation: a re-plugged USB microphone
+    is only seen after re-initialising it."""
+    import sounddevice as sd
+
+    sd._terminate()
+    sd._initialize()
