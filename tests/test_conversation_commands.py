@@ -121,3 +121,54 @@ def test_a_follow_up_right_after_the_reply_needs_no_wake_word():
 def test_typed_requests_need_no_wake_word():
     events, _, _ = converse(silence(2.0), gate=gate(), actions=[(0.5, lambda c: c.ask("Hi."))])
     assert ends(events) == [(1, "answered")]
+
+
+def test_stop_releases_a_reply_held_for_speech_over_it():
+    # The user talks over the reply (held while judged), Home Assistant presses
+    # stop and then sends an announcement: it plays at once.
+    audio = np.concatenate([silence(1.0), tone(2.0), silence(3.0)])
+    events, out, _ = converse(
+        audio, chat=FakeChat(LONG_REPLY),
+        actions=[(0.3, lambda c: c.ask("Talk.")), (1.3, lambda c: c.stop()),
+                 (1.3, lambda c: c.say("one two three four"))],
+    )
+    assert first(events, "barge_in_suspected", 1).t < 1.2
+    assert first(events, "turn_end", 1).reason == "stopped"
+    say = next(e for e in events if e.type == "text_request" and e.command == "say")
+    assert 1.3 <= first(events, "playback_start", say.turn).t < 1.4
+
+
+def test_a_failing_event_listener_does_not_leave_a_turn_unfinished():
+    from voiceagent.events import EventBus
+
+    def broken(event):
+        if event.type == "tts_first_audio":
+            raise OSError("No space left on device")
+
+    original = EventBus.publish
+
+    def publish(self, event):
+        if broken not in self._listeners:
+            self._listeners.insert(0, broken)
+        original(self, event)
+
+    EventBus.publish = publish
+    try:
+        events, _, conv = converse(QUESTION)
+    finally:
+        EventBus.publish = original
+    assert ends(events) == [(1, "answered")] and conv.idle
+
+
+def test_closing_mid_reply_ends_the_turn_as_shutdown_with_what_was_heard():
+    import asyncio
+
+    async def close(c):
+        await c.aclose()
+
+    events, _, _ = converse(
+        silence(3.0), chat=FakeChat(LONG_REPLY),
+        actions=[(0.5, lambda c: c.ask("Talk.")), (1.0, lambda c: asyncio.ensure_future(close(c)))],
+    )
+    end = first(events, "turn_end", 1)
+    assert end.reason == "shutdown" and end.reply and LONG_REPLY.startswith(end.reply)

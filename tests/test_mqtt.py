@@ -22,12 +22,7 @@ from voiceagent.config import Config, config_from_dict
 from voiceagent.errors import ConfigError
 from voiceagent.mqtt import MqttBridge, Topics, discovery_messages, truncate_state
 
-# tests.broker is also loaded as a plugin (below); registering it first keeps
-# pytest from warning that it was imported before it could rewrite its asserts.
-pytest.register_assert_rewrite("tests.broker")
-from tests.broker import Broker, Recorder, make_tls_files  # noqa: E402
-
-pytest_plugins = ("tests.broker",)  # the broker and recorder fixtures
+from tests.broker import Broker, Recorder, broker, make_tls_files, recorder  # noqa: F401  (fixtures)
 
 NODE = "test_node"
 LOGGER = "voiceagent.mqtt.bridge"

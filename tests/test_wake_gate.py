@@ -60,3 +60,21 @@ def test_no_follow_up_window_when_it_is_zero():
 def test_strip_uses_the_phrase():
     assert gate().strip("Hey Jarvis, what time is it?") == "What time is it?"
     assert gate(phrase="").strip("Hey Jarvis, what time is it?") == "Hey Jarvis, what time is it?"
+
+
+def test_a_wake_word_long_after_an_utterance_is_not_for_it():
+    # TV speech from 0.5 to 1.5 s, "Hey Jarvis" for the next utterance at 2.8 s:
+    # a slow transcript of the first must not be let through by it.
+    g = gate()
+    g.heard(2.8)
+    assert not g.admits(0.5, 1.5)
+    assert g.admits(0.5, 2.4)  # the detector answers up to lag_s after the end
+
+
+def test_no_follow_up_after_an_announcement_or_the_stop_button():
+    g = gate()
+    g.on_event(PlaybackStart(10.0, 3))
+    g.on_event(TurnEnd(12.0, 3, "", "Dinner is ready.", "answered"))  # say: no request
+    g.on_event(PlaybackStart(13.0, 4))
+    g.on_event(TurnEnd(14.0, 4, "Tell me a story.", "Once", "stopped"))
+    assert not g.admits(14.5, 15.0)

@@ -87,7 +87,7 @@ from voiceagent.turn_end import (
     words_unfinished,
 )
 from voiceagent.vad import NoiseFloor, SpeechDetector, SpeechProbability
-from voiceagent.wake_gate import WakeGate as RequestGate
+from voiceagent.wake_gate import WakeGate
 from voiceagent.workers import ModelWorker
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,11 @@ class _Utterance:
     frames: list[np.ndarray]
     start_t: float = 0.0
     """When the user started speaking (seconds, the onset)."""
+    end_t: float | None = None
+    """When the user stopped speaking (seconds), once the utterance has ended."""
+    addressed: bool = False
+    """The wake word gate admitted it once: it stays a request (a later wake word
+    may be used up by another utterance meanwhile)."""
     version: int = 0
     """Bumped when speech resumes after a pause: results of older versions are stale."""
     ended: bool = False
@@ -163,7 +168,7 @@ class Conversation:
         clock: Clock,
         second_stage: SpeechProbability | None = None,
         end_model: EndOfTurnModel | None = None,
-        gate: RequestGate | None = None,
+        gate: WakeGate | None = None,
     ) -> None:
         self.cfg = cfg
         self.gate = gate
@@ -226,8 +231,8 @@ class Conversation:
         self.noise_floor = NoiseFloor(cfg.vad.end_margin_db)
         self._gating = False
         self._suspicion: _BargeIn | None = None
-        self._stopped: set[int] = set()
-        """Turns stopped by ``stop()`` whose output has not gone quiet yet."""
+        self._stopped: dict[int, str] = {}
+        """Turns stopped by ``stop()`` whose output has not gone quiet yet -> what was heard."""
         self._paused_at: dict[int, float] = {}
         """Turn -> when its output was paused (the real stop, if it never resumes)."""
 
@@ -297,7 +302,7 @@ class Conversation:
             reason = "answered"
             if notice.flushed:
                 reason = "stopped" if notice.turn in self._stopped else "interrupted"
-            self._stopped.discard(notice.turn)
+            self._stopped.pop(notice.turn, None)
             self._finish_turn(turn, t, reply=notice.heard, interrupted=notice.flushed, reason=reason)
 
     # ------------------------------------------------------------- barge-in
@@ -551,9 +556,10 @@ class Conversation:
         if utt is None:
             return
         utt.ended = True
+        utt.end_t = self._frame_time(ep.last_voiced_index + 1)
         self._utt = None
         now = self.clock.now()
-        self.bus.publish(SpeechEnd(self._frame_time(ep.last_voiced_index + 1), utt.turn))
+        self.bus.publish(SpeechEnd(utt.end_t, utt.turn))
         self.bus.publish(EndOfTurn(now, utt.turn))
         if utt.final_text is not None:
             self._commit(utt)
@@ -608,12 +614,14 @@ class Conversation:
 
     def _addressed(self, utt: _Utterance) -> bool:
         """Is this utterance a request (wake word, follow-up, or talking over a reply)?"""
-        if self.gate is None:
+        if self.gate is None or utt.addressed:
             return True
         sus = self._suspicion
         if sus is not None and sus.utt is utt:
             return True  # over a reply: the barge-in rules decide
-        return self.gate.admits(utt.start_t, self.clock.now())
+        end = utt.end_t if utt.end_t is not None else self.clock.now()
+        utt.addressed = self.gate.admits(utt.start_t, end)
+        return utt.addressed
 
     def _judging_short(self, utt: _Utterance) -> bool:
         sus = self._suspicion
@@ -629,8 +637,14 @@ class Conversation:
         turn = utt.turn_obj
         if turn is None:
             return
-        turn.commit()
         now = self.clock.now()
+        answering = (
+            utt.ignored is None and addressed and bool(turn.user_text)
+            and not is_probably_noise(turn.user_text)
+        )
+        if not answering:
+            turn.drop_reply()  # whatever was prepared must not be heard
+        turn.commit()
         if utt.ignored is not None:
             logger.info("turn %d: %s over a reply (%r), not answered", turn.id, utt.ignored, turn.user_text)
             self._finish_turn(turn, now, reply="", reason=utt.ignored)
@@ -671,7 +685,8 @@ class Conversation:
         Like a spoken request, it replaces a reply that is playing. Returns the turn.
         """
         turn = self._text_turn("say", text, user_text="")
-        turn.task = self._spawn(self._announce(turn, text))
+        turn.reply = text
+        turn.task = self._spawn(self._reply(turn, say=text))
         return turn.id
 
     def ask(self, text: str) -> int:
@@ -681,24 +696,30 @@ class Conversation:
         return turn.id
 
     def stop(self) -> int:
-        """Stop every reply now (no more tokens, queued audio dropped, quiet at once).
+        """Stop the replies that are playing or committed to play (no more
+        tokens, queued audio dropped, quiet at once).
 
         The history keeps what was heard, as after a barge-in. What the user is
-        saying meanwhile is still listened to. Returns how many replies stopped.
+        saying meanwhile is still listened to, and may still be answered. Returns
+        how many replies stopped.
         """
         now = self.clock.now()
         stopped = 0
         for turn in list(self._turns.values()):
             if turn.state is not TurnState.COMMITTED:
                 continue
+            heard = self.speaker.heard_text(turn.id)
             played = self.speaker.flush(turn.id)
             turn.cancel()
             stopped += 1
             if played == 0:  # nothing was audible, so no end notice will come
                 self._finish_turn(turn, now, reply="", interrupted=True, reason="stopped")
             else:
-                self._stopped.add(turn.id)  # on_playback finishes it once quiet
+                self._stopped[turn.id] = heard  # on_playback finishes it once quiet
         if stopped:
+            # A reply held for suspected speech over it is gone: nothing is left
+            # to hold, and what plays next (a say) must not wait for the verdict.
+            self._undisturb()
             logger.info("stopped %d repl%s", stopped, "y" if stopped == 1 else "ies")
         return stopped
 
@@ -711,26 +732,10 @@ class Conversation:
         self.bus.publish(TextRequest(self.clock.now(), turn.id, command, text))
         return turn
 
-    async def _announce(self, turn: Turn, text: str) -> None:
-        clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        clauses.put_nowait(text)
-        clauses.put_nowait(None)
-        turn.reply = text
-        llm_free = threading.Event()
-        llm_free.set()
-        try:
-            await self._speak(turn, clauses, llm_free)
-        except StageError as err:
-            logger.error("turn %d: %s", turn.id, err)
-            turn.failed = True
-            turn.emit(ErrorEvent(self.clock.now(), turn.id, stage=err.stage, text=str(err)))
-        turn.generation_done = True
-        if turn.state is TurnState.COMMITTED and not self.speaker.finish(turn.id):
-            self._finish_turn(turn, self.clock.now(), reply="")
-
     # ----------------------------------------------------------------- reply
 
-    async def _reply(self, turn: Turn) -> None:
+    async def _reply(self, turn: Turn, say: str | None = None) -> None:
+        """Generate the reply and speak it; with ``say``, speak that instead."""
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         # On a small CPU the first clause's synthesis is the critical path: the
         # LLM holds while it runs, then both go on side by side.
@@ -739,7 +744,10 @@ class Conversation:
         speak = asyncio.ensure_future(self._speak(turn, clauses, llm_may_run))
         try:
             try:
-                await self._generate(turn, clauses, llm_may_run)
+                if say is None:
+                    await self._generate(turn, clauses, llm_may_run)
+                else:
+                    clauses.put_nowait(say)
             finally:
                 clauses.put_nowait(None)
             await speak
@@ -871,7 +879,11 @@ class Conversation:
                 played = self.speaker.heard_text(turn.id)
                 self.speaker.flush(turn.id)
                 self._finish_turn(turn, self.clock.now(), played, interrupted=True, reason="shutdown")
+            elif turn.id in self._stopped:  # its end notice will not come now
+                heard = self._stopped[turn.id]
+                self._finish_turn(turn, self.clock.now(), heard, interrupted=True, reason="stopped")
             turn.cancel()
+        self._stopped.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -216,9 +216,16 @@ class EventBus:
         self._listeners.append(listener)
 
     def publish(self, event: Event) -> None:
+        """Give ``event`` to every listener. A listener that fails (a full disk
+        under the event log, a closed stderr) is logged and the others still get
+        it: the event was published from the middle of a turn, which must not
+        be left half done because of an observer."""
         logger.debug("event %s", event)
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %r failed on %s", listener, event.type)
 
 
 class JsonlEventLog:

@@ -72,6 +72,13 @@ class Turn:
         self._held_events.clear()
         self._held_audio.clear()
 
+    def drop_reply(self) -> None:
+        """Stop the reply task and drop its held audio, keeping the held events
+        (the transcript) for when the turn is finished without an answer."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._held_audio.clear()
+
     def cancel(self) -> None:
         """Stop the reply; late results of this turn are dropped from now on."""
         if self.state in (TurnState.CANCELLED, TurnState.DONE):

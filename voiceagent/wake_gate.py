@@ -28,8 +28,10 @@ from voiceagent.wake import strip_wake_phrase
 
 logger = logging.getLogger(__name__)
 
-FOLLOW_UP_REASONS = ("answered", "interrupted", "stopped")
-"""Turn endings after which the user may go on without the wake word."""
+FOLLOW_UP_REASONS = ("answered", "interrupted")
+"""Turn endings after which the user may go on without the wake word: a reply to
+a request (spoken or asked). Not after an announcement (``say``, no request)
+nor after the stop button (the user wanted it quiet)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class WakeGateSettings:
     lead_s: float = 0.5
     """How long before an utterance's detected onset a detection still counts for it
     (seconds): the onset is found a few frames late, the detector is not."""
+    lag_s: float = 0.5
+    """How long after an utterance's end a detection still counts for it (seconds):
+    the detector answers ~0.25 s after the phrase (measured on espeak voices)."""
 
 
 class WakeGate:
@@ -70,7 +75,7 @@ class WakeGate:
             case TurnEnd(turn=turn, reason=reason):
                 was_playing = turn in self._replying
                 self._replying.discard(turn)
-                if was_playing and reason in FOLLOW_UP_REASONS:
+                if was_playing and reason in FOLLOW_UP_REASONS and event.text:
                     self._follow_until = event.t + self.settings.follow_up_s
 
     def accepted(self, start_t: float) -> None:
@@ -79,11 +84,11 @@ class WakeGate:
 
     # --------------------------------------------------------------- verdict
 
-    def admits(self, start_t: float, now: float) -> bool:
-        """Is the utterance that began at ``start_t`` (and goes on until ``now``) for us?"""
+    def admits(self, start_t: float, end_t: float) -> bool:
+        """Is the utterance from ``start_t`` to ``end_t`` (now, if it goes on) for us?"""
         s = self.settings
         for w in self._wakes:
-            if start_t - s.lead_s <= w <= now:
+            if start_t - s.lead_s <= w <= end_t + s.lag_s:
                 return True  # said during it
             if w <= start_t <= w + s.listen_s:
                 return True  # said just before it

@@ -58,6 +58,7 @@ class PacedDuplex:
         realtime: bool = True,
         echo_canceller: EchoCanceller | None = None,
         room: RoomEcho | None = None,
+        start_block: int = 0,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -70,6 +71,10 @@ class PacedDuplex:
         self.room = room
         self.input_seconds = 0.0
         """Seconds of input read before it ended."""
+        self.start_block = start_block
+        """Blocks an earlier driver already ran: times go on from there, so that a
+        daemon that switches drivers keeps one timeline."""
+        self.blocks_done = start_block
 
     async def run(
         self, handler: BlockHandler, max_tail_s: float = 120.0, stop: asyncio.Event | None = None
@@ -87,7 +92,12 @@ class PacedDuplex:
         playing = np.zeros(self.n, np.float32)
         """The output block playing while the current input block is captured."""
         while stop is None or not stop.is_set():
-            block = None if ended_at is not None else await self.source.read(self.n)
+            block = None
+            if ended_at is None:
+                read = await _unless_stopped(self.source.read(self.n), stop)
+                if read is _STOPPED:
+                    break  # a pipe that sends nothing must not hold up the stop
+                block = read
             if block is None:
                 if ended_at is None:
                     ended_at = k
@@ -113,13 +123,34 @@ class PacedDuplex:
             out, notices = self.speaker.pull(self.n)
             self.sink.write(out)
             playing = out
-            t = k * dur
+            t = (self.start_block + k) * dur
             self.clock.advance(t + dur)
             for notice in notices:
                 handler.on_playback(notice, t + dur + notice.offset / self.rate)
             handler.on_block(block, t)
             k += 1
+            self.blocks_done = self.start_block + k
         return k * dur
+
+
+_STOPPED = object()
+
+
+async def _unless_stopped(coro, stop: asyncio.Event | None):  # type: ignore[no-untyped-def]
+    """``await coro``, or ``_STOPPED`` (``coro`` cancelled) if ``stop`` is set first."""
+    if stop is None:
+        return await coro
+    work = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)
+    return _STOPPED
 
 
 class DeviceDuplex:
@@ -134,6 +165,7 @@ class DeviceDuplex:
         output_device: int | None,
         echo_canceller: EchoCanceller | None = None,
         echo_delay_ms: int | None = None,
+        start_block: int = 0,
     ) -> None:
         self.speaker = speaker
         self.clock = clock
@@ -143,6 +175,9 @@ class DeviceDuplex:
         self.echo_canceller = echo_canceller
         self.echo_delay_ms = echo_delay_ms
         """Fixed play-to-capture delay for the canceller; None: the stream's reported latency."""
+        self.start_block = start_block
+        """See ``PacedDuplex.start_block``."""
+        self.blocks_done = start_block
 
     async def run(self, handler: BlockHandler, stop: asyncio.Event) -> float:
         import sounddevice as sd
@@ -180,8 +215,6 @@ class DeviceDuplex:
                 f"cannot open audio devices {self.devices}: {err}",
                 "run 'voiceagent devices' to list them and set audio.input_device/output_device",
             ) from None
-        dur = self.n / self.rate
-        k = 0
         canceller = self.echo_canceller or NoEchoCanceller()
         delay_ms = self.echo_delay_ms
         if delay_ms is None:
@@ -189,6 +222,16 @@ class DeviceDuplex:
             delay_ms = _hint(sum(stream.latency))
         canceller.set_delay_ms(delay_ms)
         logger.info("echo canceller delay %d ms", delay_ms)
+        try:
+            return await self._run_stream(stream, queue, handler, stop, canceller, delay_ms)
+        except sd.PortAudioError as err:  # starting or closing a device that just went away
+            raise AudioDeviceError(
+                f"the audio device failed: {err}", "check the device and run 'voiceagent devices'"
+            ) from None
+
+    async def _run_stream(self, stream, queue, handler, stop, canceller, delay_ms) -> float:  # type: ignore[no-untyped-def]
+        dur = self.n / self.rate
+        k = 0
         with stream:
             while not stop.is_set():
                 get = asyncio.ensure_future(queue.get())
@@ -213,12 +256,13 @@ class DeviceDuplex:
                         canceller.set_delay_ms(delay_ms)
                         logger.info("echo canceller delay %d ms (stream latency)", delay_ms)
                 block = canceller.process(block, out)
-                t = k * dur
+                t = (self.start_block + k) * dur
                 self.clock.advance(t + dur)
                 for notice in notices:
                     handler.on_playback(notice, t + notice.offset / self.rate)
                 handler.on_block(block, t)
                 k += 1
+                self.blocks_done = self.start_block + k
         return k * dur
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sys
+import threading
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -108,6 +110,66 @@ class EndlessInput:
         self.source.close()
 
 
+class SilenceInput:
+    """Endless silence (a daemon whose microphone is gone)."""
+
+    async def read(self, n: int) -> np.ndarray | None:
+        return np.zeros(n, np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+class _DaemonReader:
+    """Reads a blocking stream on a daemon thread, one chunk per request.
+
+    ``asyncio.to_thread`` would use the default executor, whose threads the
+    interpreter joins at exit: a pipe whose writer stays open but sends nothing
+    would then keep a stopped daemon alive. One chunk per request keeps the
+    backpressure: nothing is read ahead of real time.
+    """
+
+    def __init__(self, stream: BinaryIO, chunk_bytes: int) -> None:
+        self._stream = stream
+        self._chunk_bytes = chunk_bytes
+        self._requests: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+
+    async def read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._pump, name="va-pcm-in", daemon=True)
+            self._thread.start()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._requests.put((loop, future))
+        return await future
+
+    def _pump(self) -> None:
+        while True:
+            loop, future = self._requests.get()
+            try:
+                result: bytes | BaseException = self._stream.read(self._chunk_bytes)
+            except (OSError, ValueError) as err:  # handed to the reader, who reports it
+                result = err
+            try:
+                loop.call_soon_threadsafe(_settle, future, result)
+            except RuntimeError:
+                return  # the loop is closed: the program is ending
+            if result == b"" or isinstance(result, BaseException):
+                return
+
+
+def _settle(future: asyncio.Future[bytes], result: bytes | BaseException) -> None:
+    if future.cancelled():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
 class PcmInput:
     """Raw PCM from a binary stream (stdin), read on a thread, resampled on the fly."""
 
@@ -119,11 +181,12 @@ class PcmInput:
         self._buf = np.zeros(0, np.float32)
         self._eof = False
         self._chunk_bytes = self._frame_bytes * max(fmt.sample_rate // 100, 1)  # 10 ms
+        self._reader = _DaemonReader(stream, self._chunk_bytes)
         self._remainder = b""
 
     async def read(self, n: int) -> np.ndarray | None:
         while self._buf.size < n and not self._eof:
-            data = await asyncio.to_thread(self._stream.read, self._chunk_bytes)
+            data = await self._reader.read()
             if not data:
                 self._eof = True
                 tail = self._resampler(np.zeros(0, np.float32), last=True)

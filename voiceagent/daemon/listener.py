@@ -14,7 +14,6 @@ import numpy as np
 
 from voiceagent.audio.speaker import PlaybackNotice
 from voiceagent.conversation import Conversation
-from voiceagent.errors import VoiceAgentError
 from voiceagent.events import ErrorEvent, EventBus, WakeWordDetected
 from voiceagent.wake import CHUNK_MS, WakeWordDetector
 from voiceagent.wake_gate import WakeGate
@@ -68,11 +67,11 @@ class Listener:
         assert self.detector is not None and self._worker is not None
         try:
             fired = await self._worker.call(self.detector.detect, audio)
-        except (VoiceAgentError, RuntimeError, OSError) as err:
-            # The daemon goes on: typed requests still work, and the log says why
-            # spoken ones are no longer heard.
+        except Exception as err:  # noqa: BLE001  (whatever TFLite raises, the daemon goes on)
+            # Typed requests still work, and the log says why spoken ones are
+            # no longer heard; retrying every 80 ms would only flood the log.
             self._failed = True
-            logger.error("wake word detector failed, spoken requests are off: %s", err)
+            logger.exception("wake word detector failed, spoken requests are off until a restart")
             self.bus.publish(ErrorEvent(end_t, 0, stage="wake", text=str(err)))
             return
         if fired:

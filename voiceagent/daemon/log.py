@@ -10,7 +10,8 @@ Each line is a turn addressed to the assistant::
 Assistant); ``latency_ms`` is from the end of the request (the user's speech, or
 the typed request arriving) to the first sound of the reply, null when nothing
 was played. Speech that was not addressed to the assistant (no wake word) and
-turns with no words are not logged: a house's conversations stay out of it.
+turns with no words are not logged (a house's conversations stay out of it), nor
+is the assistant's own voice or a knock heard over a reply.
 Each line is flushed and fsynced, so a crash loses at most the turn in progress.
 """
 
@@ -28,8 +29,15 @@ from voiceagent.events import Event, PlaybackStart, SpeechEnd, TextRequest, Turn
 
 logger = logging.getLogger(__name__)
 
-NOT_LOGGED = ("not_addressed", "no_speech", "wake_word")
-"""Turn endings that are not turns of a conversation with the assistant."""
+NOT_LOGGED = ("not_addressed", "no_speech", "wake_word", "echo", "noise")
+"""Turn endings that are not turns of a conversation with the assistant: no wake
+word, no words, the wake word alone, the assistant's own voice, a knock."""
+
+REQUESTS = ("answered", "interrupted", "stopped", "error", "shutdown")
+"""Turn endings of a request (not a backchannel or an unclear sound over a reply)."""
+
+CUT_OFF = ("interrupted", "stopped", "shutdown")
+"""Turn endings that cut the reply short."""
 
 
 class TurnLatency:
@@ -86,7 +94,7 @@ class ConversationLog:
                 "transcript": event.text,
                 "reply": event.reply,
                 "reason": event.reason,
-                "interrupted": event.reason in ("interrupted", "stopped"),
+                "interrupted": event.reason in CUT_OFF and bool(event.reply),
                 "latency_ms": latency,
             })
 

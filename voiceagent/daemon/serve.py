@@ -29,13 +29,21 @@ from voiceagent.app import (
     make_echo_canceller,
 )
 from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
-from voiceagent.audio.streams import BlockInput, BlockOutput, EndlessInput, open_input, open_output
+from voiceagent.audio.streams import (
+    BlockInput,
+    BlockOutput,
+    EndlessInput,
+    NullOutput,
+    SilenceInput,
+    open_input,
+    open_output,
+)
 from voiceagent.config import Config
 from voiceagent.daemon.listener import Listener
-from voiceagent.daemon.log import NOT_LOGGED, ConversationLog, TurnLatency
+from voiceagent.daemon.log import REQUESTS, ConversationLog, TurnLatency
 from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
-from voiceagent.events import Event, EventBus, JsonlEventLog, TurnEnd
+from voiceagent.events import Event, EventBus, JsonlEventLog, TextRequest, TurnEnd
 from voiceagent.mqtt import MqttBridge
 from voiceagent.wake import WakeWordDetector
 from voiceagent.wake_gate import WakeGate, WakeGateSettings
@@ -82,24 +90,30 @@ class DaemonControls:
 
 
 class StatePublisher:
-    """Event listener that sends the last transcript, reply and latency to MQTT."""
+    """Event listener that sends the last transcript, reply and voice-to-voice
+    latency to MQTT."""
 
     def __init__(self, bridge: MqttBridge) -> None:
         self.bridge = bridge
         self._latency = TurnLatency()
+        self._typed: set[int] = set()
 
     def __call__(self, event: Event) -> None:
         self._latency(event)
+        if isinstance(event, TextRequest):
+            self._typed.add(event.turn)
         if not isinstance(event, TurnEnd):
             return
         latency = self._latency.pop(event.turn)
-        if event.reason in NOT_LOGGED:
+        typed = event.turn in self._typed
+        self._typed.discard(event.turn)
+        if event.reason not in REQUESTS:
             return
         if event.text:
             self.bridge.publish_state("transcript", event.text)
         if event.reply:
             self.bridge.publish_state("reply", event.reply)
-        if latency is not None:
+        if latency is not None and not typed:  # the sensor is voice-to-voice
             self.bridge.publish_state("latency", str(latency))
 
 
@@ -197,11 +211,8 @@ async def _serve(
             await _devices(cfg, listener, speaker, clock, stop)
     finally:
         stop.set()
-        stopped = conv.stop()  # the reply ends now, not when the process is gone
-        if stopped:
-            logger.info("shutdown: stopped the reply")
         await listener.aclose()
-        await conv.aclose()
+        await conv.aclose()  # the reply that was playing ends here, logged as "shutdown"
         # The bridge publishes offline and disconnects on stop; bounded, so a
         # broker that does not answer cannot hold the shutdown.
         done, pending = await asyncio.wait(side, timeout=1.5)
@@ -222,27 +233,63 @@ async def _paced(cfg, listener, speaker, clock, source, sink, stop) -> None:  # 
 
 
 async def _devices(cfg, listener, speaker, clock, stop) -> None:  # type: ignore[no-untyped-def]
-    """Sound devices; if one goes away, say so and retry until it is back or we stop."""
+    """Sound devices. A device missing at start-up is an error (systemd retries);
+    one that goes away later is retried every ``DEVICE_RETRY_S`` while the
+    conversation runs on silence, so Home Assistant's commands are still carried
+    out (and logged), only not heard."""
     from voiceagent.audio.devices import resolve_device
 
+    def devices() -> tuple[int | None, int | None]:
+        return (
+            resolve_device(cfg.audio.input_device, "input"),
+            resolve_device(cfg.audio.output_device, "output"),
+        )
+
+    in_dev, out_dev = devices()
+    blocks = 0  # one timeline across drivers: wake words and utterances compare times
     while not stop.is_set():
+        driver = DeviceDuplex(
+            speaker, clock, block_samples(cfg), in_dev, out_dev,
+            echo_canceller=make_echo_canceller(cfg),
+            echo_delay_ms=None if cfg.echo.delay_ms == "auto" else cfg.echo.delay_ms,
+            start_block=blocks,
+        )
         try:
-            in_dev = resolve_device(cfg.audio.input_device, "input")
-            out_dev = resolve_device(cfg.audio.output_device, "output")
-            driver = DeviceDuplex(
-                speaker, clock, block_samples(cfg), in_dev, out_dev,
-                echo_canceller=make_echo_canceller(cfg),
-                echo_delay_ms=None if cfg.echo.delay_ms == "auto" else cfg.echo.delay_ms,
-            )
             await driver.run(listener, stop)
+            return
         except AudioDeviceError as err:
-            logger.error("%s; retrying in %.0f s (MQTT commands still work meanwhile)", err, DEVICE_RETRY_S)
-            listener.conv.stop()
-            try:
-                await asyncio.wait_for(stop.wait(), DEVICE_RETRY_S)
-            except TimeoutError:
-                pass
+            logger.error(
+                "%s; retrying every %.0f s (Home Assistant's commands are still carried out, "
+                "but nothing is heard or played until the device is back)", err, DEVICE_RETRY_S,
+            )
+        finally:
+            blocks = driver.blocks_done
+        listener.conv.stop()  # what was playing can no longer be heard
+        while not stop.is_set():
+            blocks = await _without_devices(cfg, listener, speaker, clock, stop, blocks)
             _rescan_devices()
+            try:
+                in_dev, out_dev = devices()
+                logger.warning("audio devices are back")
+                break
+            except AudioDeviceError as err:
+                logger.debug("still no audio device: %s", err)
+
+
+async def _without_devices(cfg, listener, speaker, clock, stop, blocks: int) -> int:  # type: ignore[no-untyped-def]
+    """Run the conversation on silence, output to nowhere, for ``DEVICE_RETRY_S``."""
+    until = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    timer = loop.call_later(DEVICE_RETRY_S, until.set)
+    relay = asyncio.ensure_future(stop.wait())
+    relay.add_done_callback(lambda _: until.set())
+    driver = PacedDuplex(SilenceInput(), NullOutput(), speaker, clock, block_samples(cfg), start_block=blocks)
+    try:
+        await driver.run(listener, stop=until)
+    finally:
+        timer.cancel()
+        relay.cancel()
+    return driver.blocks_done
 
 
 def _rescan_devices() -> None:
@@ -250,5 +297,8 @@ def _rescan_devices() -> None:
     is only seen after re-initialising it."""
     import sounddevice as sd
 
-    sd._terminate()
-    sd._initialize()
+    try:
+        sd._terminate()
+        sd._initialize()
+    except sd.PortAudioError as err:
+        logger.debug("re-initialising PortAudio failed: %s", err)
