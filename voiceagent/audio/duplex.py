@@ -232,7 +232,8 @@ class DeviceDuplex:
     async def _run_stream(self, stream, queue, handler, stop, canceller, delay_ms) -> float:  # type: ignore[no-untyped-def]
         dur = self.n / self.rate
         k = 0
-        with stream:
+        try:
+            stream.start()
             while not stop.is_set():
                 get = asyncio.ensure_future(queue.get())
                 stopper = asyncio.ensure_future(stop.wait())
@@ -263,6 +264,12 @@ class DeviceDuplex:
                 handler.on_block(block, t)
                 k += 1
                 self.blocks_done = self.start_block + k
+        finally:
+            # Not stream.stop() (what ``with stream`` does): Pa_StopStream waits for
+            # the device to play out its buffers, and a suspended or stalled one
+            # never does, which blocked the event loop (MQTT, SIGTERM) until it
+            # resumed. Closing a stream that is still running aborts it at once.
+            stream.close(ignore_errors=True)
         return k * dur
 
 

@@ -270,7 +270,7 @@ async def _devices(cfg, listener, speaker, clock, stop) -> None:  # type: ignore
             _rescan_devices()
             try:
                 in_dev, out_dev = devices()
-                logger.warning("audio devices are back")
+                logger.info("audio devices listed again; reopening them")
                 break
             except AudioDeviceError as err:
                 logger.debug("still no audio device: %s", err)
