@@ -633,15 +633,12 @@ class Conversation:
         if self._judging_short(utt) and sus is not None and sus.state is _Suspicion.OPEN:
             self._reject_barge_in(sus, Verdict.NOISE, sus.short_text or "")  # it was all
         addressed = self._addressed(utt)
+        answering = addressed and self._answerable(utt)
         self._forget_suspicion(utt)
         turn = utt.turn_obj
         if turn is None:
             return
         now = self.clock.now()
-        answering = (
-            utt.ignored is None and addressed and bool(turn.user_text)
-            and not is_probably_noise(turn.user_text)
-        )
         if not answering:
             turn.drop_reply()  # whatever was prepared must not be heard
         turn.commit()
