@@ -18,7 +18,7 @@ from voiceagent.clock import ManualClock
 from voiceagent.config import Config
 from voiceagent.conversation import Conversation
 from voiceagent.daemon.listener import Listener
-from voiceagent.daemon.log import ConversationLog
+from voiceagent.daemon.log import ConversationLog, TurnSummaries
 from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.events import (
     EndOfTurn,
@@ -82,6 +82,7 @@ def test_a_typed_request_thinks_then_speaks():
 def test_the_conversation_log_has_a_line_per_addressed_turn(tmp_path):
     path = tmp_path / "sub" / "log.jsonl"
     log = ConversationLog(path)
+    summaries = TurnSummaries([log])
     for e in [
         SpeechStart(0.5, 1), SpeechEnd(1.5, 1), TurnEnd(1.8, 1, "tv talk", "", "not_addressed"),
         SpeechStart(3.0, 2), SpeechEnd(4.0, 2), PlaybackStart(4.45, 2),
@@ -89,7 +90,7 @@ def test_the_conversation_log_has_a_line_per_addressed_turn(tmp_path):
         TextRequest(7.0, 3, "ask", "Tell me a story."), PlaybackStart(7.3, 3),
         TurnEnd(8.0, 3, "Tell me a story.", "Once", "stopped"),
     ]:
-        log(e)
+        summaries(e)
         if isinstance(e, TurnEnd):  # on disk as soon as the turn ends, before close
             lines = path.read_text().splitlines()
     log.close()

@@ -21,8 +21,9 @@ import json
 import logging
 import os
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from voiceagent.errors import VoiceAgentError
 from voiceagent.events import Event, PlaybackStart, SpeechEnd, TextRequest, TurnEnd
@@ -40,30 +41,58 @@ CUT_OFF = ("interrupted", "stopped", "shutdown")
 """Turn endings that cut the reply short."""
 
 
-class TurnLatency:
-    """Milliseconds from the end of each request to the first sound of its reply."""
+@dataclass(frozen=True)
+class TurnSummary:
+    """One finished turn, as the log and Home Assistant show it."""
 
-    def __init__(self) -> None:
+    turn: int
+    source: str
+    """``voice``, or the typed command: ``ask`` or ``say``."""
+    transcript: str
+    reply: str
+    """What was played of the reply."""
+    reason: str
+    """As in ``TurnEnd``."""
+    latency_ms: int | None
+    """Milliseconds from the end of the request (the user's last pause, or the typed
+    request arriving) to the first reply sample; None when nothing was played."""
+
+    @property
+    def interrupted(self) -> bool:
+        return self.reason in CUT_OFF and bool(self.reply)
+
+
+class TurnSummaries:
+    """Event listener that hands a ``TurnSummary`` of each turn, when it ends, to
+    every one of ``sinks`` (the conversation log, the MQTT states)."""
+
+    def __init__(self, sinks: list[Callable[[TurnSummary], None]]) -> None:
+        self.sinks = sinks
         self._request_end: dict[int, float] = {}
         self._first_sound: dict[int, float] = {}
+        self._sources: dict[int, str] = {}
 
     def __call__(self, event: Event) -> None:
         match event:
-            case SpeechEnd(turn=turn) | TextRequest(turn=turn):
+            case SpeechEnd(turn=turn):
                 self._request_end[turn] = event.t  # the last pause is the one that counts
+            case TextRequest(turn=turn, command=command):
+                self._request_end[turn] = event.t
+                self._sources[turn] = command
             case PlaybackStart(turn=turn):
                 self._first_sound.setdefault(turn, event.t)
-
-    def pop(self, turn: int) -> int | None:
-        """The turn's latency (None: nothing played), forgetting the turn."""
-        end, sound = self._request_end.pop(turn, None), self._first_sound.pop(turn, None)
-        if end is None or sound is None:
-            return None
-        return round((sound - end) * 1000)
+            case TurnEnd(turn=turn):
+                end, sound = self._request_end.pop(turn, None), self._first_sound.pop(turn, None)
+                latency = None if end is None or sound is None else round((sound - end) * 1000)
+                summary = TurnSummary(
+                    turn, self._sources.pop(turn, "voice"), event.text, event.reply, event.reason, latency
+                )
+                for sink in self.sinks:
+                    sink(summary)
 
 
 class ConversationLog:
-    """Event listener appending every turn to ``path`` as a JSON line."""
+    """Appends every turn (a ``TurnSummaries`` sink) to ``path`` as a JSON line."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -75,28 +104,20 @@ class ConversationLog:
                 f"cannot open the conversation log {path}: {err.strerror}",
                 "set serve.conversation_log to a writable file, or null",
             ) from None
-        self._latency = TurnLatency()
-        self._sources: dict[int, str] = {}
 
-    def __call__(self, event: Event) -> None:
-        self._latency(event)
-        if isinstance(event, TextRequest):
-            self._sources[event.turn] = event.command
-        elif isinstance(event, TurnEnd):
-            latency = self._latency.pop(event.turn)
-            source = self._sources.pop(event.turn, "voice")
-            if event.reason in NOT_LOGGED:
-                return
-            self.write({
-                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                "turn": event.turn,
-                "source": source,
-                "transcript": event.text,
-                "reply": event.reply,
-                "reason": event.reason,
-                "interrupted": event.reason in CUT_OFF and bool(event.reply),
-                "latency_ms": latency,
-            })
+    def __call__(self, turn: TurnSummary) -> None:
+        if turn.reason in NOT_LOGGED:
+            return
+        self.write({
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "turn": turn.turn,
+            "source": turn.source,
+            "transcript": turn.transcript,
+            "reply": turn.reply,
+            "reason": turn.reason,
+            "interrupted": turn.interrupted,
+            "latency_ms": turn.latency_ms,
+        })
 
     def write(self, record: dict[str, object]) -> None:
         try:

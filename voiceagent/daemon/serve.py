@@ -40,10 +40,10 @@ from voiceagent.audio.streams import (
 )
 from voiceagent.config import Config
 from voiceagent.daemon.listener import Listener
-from voiceagent.daemon.log import REQUESTS, ConversationLog, TurnLatency
+from voiceagent.daemon.log import REQUESTS, ConversationLog, TurnSummaries, TurnSummary
 from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
-from voiceagent.events import Event, EventBus, JsonlEventLog, TextRequest, TurnEnd
+from voiceagent.events import EventBus, JsonlEventLog
 from voiceagent.mqtt import MqttBridge
 from voiceagent.wake import WakeWordDetector
 from voiceagent.wake_gate import WakeGate, WakeGateSettings
@@ -90,31 +90,21 @@ class DaemonControls:
 
 
 class StatePublisher:
-    """Event listener that sends the last transcript, reply and voice-to-voice
-    latency to MQTT."""
+    """Sends the last transcript, reply and voice-to-voice latency to MQTT
+    (a ``TurnSummaries`` sink)."""
 
     def __init__(self, bridge: MqttBridge) -> None:
         self.bridge = bridge
-        self._latency = TurnLatency()
-        self._typed: set[int] = set()
 
-    def __call__(self, event: Event) -> None:
-        self._latency(event)
-        if isinstance(event, TextRequest):
-            self._typed.add(event.turn)
-        if not isinstance(event, TurnEnd):
+    def __call__(self, turn: TurnSummary) -> None:
+        if turn.reason not in REQUESTS:
             return
-        latency = self._latency.pop(event.turn)
-        typed = event.turn in self._typed
-        self._typed.discard(event.turn)
-        if event.reason not in REQUESTS:
-            return
-        if event.text:
-            self.bridge.publish_state("transcript", event.text)
-        if event.reply:
-            self.bridge.publish_state("reply", event.reply)
-        if latency is not None and not typed:  # the sensor is voice-to-voice
-            self.bridge.publish_state("latency", str(latency))
+        if turn.transcript:
+            self.bridge.publish_state("transcript", turn.transcript)
+        if turn.reply:
+            self.bridge.publish_state("reply", turn.reply)
+        if turn.latency_ms is not None and turn.source == "voice":  # the sensor is voice-to-voice
+            self.bridge.publish_state("latency", str(turn.latency_ms))
 
 
 def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
@@ -162,8 +152,8 @@ async def _serve(
     bus.subscribe(ConsoleDisplay(out))
     if events_file is not None:
         bus.subscribe(JsonlEventLog(events_file))
-    if log is not None:
-        bus.subscribe(log)
+    summaries = TurnSummaries([log] if log is not None else [])
+    bus.subscribe(summaries)
     gate = None
     if detector is not None:
         gate = WakeGate(
@@ -178,7 +168,7 @@ async def _serve(
     bridge = None
     if cfg.mqtt.enabled:
         bridge = MqttBridge(cfg, DaemonControls(listener), __version__)
-        bus.subscribe(StatePublisher(bridge))
+        summaries.sinks.append(StatePublisher(bridge))
         bridge.publish_state("mute", "OFF")
     reporter = StateReporter(
         lambda state: bridge.publish_state("state", state.value) if bridge is not None else None,
