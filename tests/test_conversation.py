@@ -1,4 +1,7 @@
-"""Orchestration with fake models on a manual clock (no real time, no real models)."""
+"""Orchestration with fake models in simulated time: a manual clock, the paced
+driver with ``realtime=False`` and every model call inline on the event loop, so
+that each test's events are the same on every run (no real time, no threads, no
+real models)."""
 
 from __future__ import annotations
 
@@ -15,14 +18,7 @@ from voiceagent.clock import ManualClock
 from voiceagent.config import Config
 from voiceagent.conversation import Conversation
 from voiceagent.events import EventBus
-
-
-class SlowInput(ArrayInput):
-    """Gives worker threads a moment per block, as real time would."""
-
-    async def read(self, n: int):  # type: ignore[override]
-        await asyncio.sleep(0.0005)
-        return await super().read(n)
+from voiceagent.workers import InlineWorker
 
 
 class Scripted:
@@ -59,12 +55,12 @@ def converse(
     chat = chat or FakeChat()
     conv = Conversation(
         cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock,
-        end_model=end_model, second_stage=second_stage, gate=gate,
+        end_model=end_model, second_stage=second_stage, gate=gate, workers=InlineWorker,
     )
     if gate is not None:
         bus.subscribe(gate.on_event)
     rec = MemoryOutput()
-    driver = PacedDuplex(SlowInput(audio), rec, speaker, clock, 320, realtime=False)
+    driver = PacedDuplex(ArrayInput(audio), rec, speaker, clock, 320, realtime=False)
 
     async def go():
         try:
@@ -102,6 +98,15 @@ def test_two_questions_give_two_answered_turns_in_order():
     assert ends[0].reply == "Hello there, friend. How are you today?"  # max_sentences=2
     # the history holds both exchanges, oldest first
     assert [ex.user for ex in conv.history.exchanges] == ["speech 10", "speech 15"]
+
+
+def test_the_same_audio_gives_the_same_events_every_time():
+    # What makes exact bounds possible in these tests: nothing depends on
+    # threads or on how busy the machine is.
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.3), tone(1.0), silence(2.0),
+                            tone(0.5), silence(2.0)])
+    runs = [converse(audio, chat=FakeChat("One two three four five. Six seven."))[0] for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2] and len(runs[0]) > 20
 
 
 def test_output_is_aligned_with_the_playback_events():

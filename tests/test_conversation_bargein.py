@@ -6,6 +6,7 @@ The real-model siblings are in test_realmodel_duplex.py.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.fakes import FakeChat, FakeTranscriber, silence, tone
 from tests.test_conversation import converse, first, types
@@ -47,8 +48,11 @@ def test_talking_over_the_reply_stops_it_at_once_and_is_answered_next():
     suspected = first(events, "barge_in_suspected", 1)
     barge = first(events, "barge_in", 1)
     assert suspected.by_turn == barge.by_turn == 2
+    # Paused vad.start_ms (60 ms) after the onset at 2.60 s; the next output
+    # block (2.68 s) fades out over 5 ms.
+    assert suspected.t == pytest.approx(2.66)
     stopped = first(events, "playback_end", 1).t
-    assert 2.6 < stopped < 2.6 + 0.15  # paused at onset + start_ms + a block or two
+    assert stopped == pytest.approx(2.685)
     assert quiet_after(out, stopped + 0.01, first(events, "playback_start", 2).t)
     # it stopped mid-reply, the history keeps only what was played
     played = barge.played_s
@@ -99,7 +103,8 @@ def test_a_knock_the_second_stage_rejects_resumes_without_waiting_for_words():
     events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY), second_stage=Knock())
     assert "barge_in" not in types(events)
     rejected = first(events, "barge_in_rejected", 1)
-    assert rejected.verdict == "noise" and rejected.t < 2.6 + 0.15 + 0.15
+    # at the pause: the knock's end (2.75 s) plus vad.speculate_ms (60 ms), to the block
+    assert rejected.verdict == "noise" and rejected.t == pytest.approx(2.82)
     assert abs(first(events, "playback_end", 1).played_s - 1.5) < 0.01
     assert first(events, "turn_end", 1).reason == "answered"
 

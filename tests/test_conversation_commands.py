@@ -5,6 +5,7 @@ and test_wake.py (the detector)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.fakes import FakeChat, silence, tone
 from tests.test_conversation import converse, first, types
@@ -44,9 +45,14 @@ def test_stop_silences_the_reply_at_once_and_keeps_what_was_heard():
         silence(4.0), chat=FakeChat(LONG_REPLY),
         actions=[(0.5, lambda c: c.ask("Talk.")), (1.2, lambda c: c.stop())],
     )
-    end = first(events, "playback_end", 1)
-    assert 1.2 <= end.t <= 1.25 and 0.5 < end.played_s < 0.7
-    assert np.abs(out[int(1.25 * RATE) :]).max() == 0
+    # In simulated time the reply is ready within the block of the ask (0.50 s)
+    # and plays from the next output block (0.54 s: one block of output latency).
+    # The stop comes with the input block at 1.20 s, after that block's output
+    # was pulled: 35 blocks (0.70 s) were played and the output is quiet at 1.24 s.
+    start, end = first(events, "playback_start", 1), first(events, "playback_end", 1)
+    assert start.t == pytest.approx(0.54) and end.t == pytest.approx(1.24)
+    assert end.played_s == pytest.approx(0.70)
+    assert np.abs(out[int(1.24 * RATE) :]).max() == 0 and np.abs(out[int(1.22 * RATE) : int(1.24 * RATE)]).min() > 0
     turn_end = first(events, "turn_end", 1)
     assert turn_end.reason == "stopped" and LONG_REPLY.startswith(turn_end.reply) and turn_end.reply
     ex = conv.history.exchanges[0]

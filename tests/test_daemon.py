@@ -10,10 +10,9 @@ import json
 import numpy as np
 
 from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
-from tests.test_conversation import SlowInput
 from voiceagent.audio.duplex import PacedDuplex
 from voiceagent.audio.speaker import Speaker
-from voiceagent.audio.streams import MemoryOutput
+from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.clock import ManualClock
 from voiceagent.config import Config
 from voiceagent.conversation import Conversation
@@ -33,6 +32,7 @@ from voiceagent.events import (
 )
 from voiceagent.wake import WakeWordDetector
 from voiceagent.wake_gate import WakeGate, WakeGateSettings
+from voiceagent.workers import InlineWorker
 
 
 def reporter(gate=None):
@@ -135,12 +135,12 @@ def listen(audio, muted=False, detector=None, gate=None):
     clock = ManualClock()
     speaker = Speaker(16000)
     conv = Conversation(cfg, EnergyVad(), FakeTranscriber(), FakeChat(), FakeSynth(), speaker, bus, clock,
-                        gate=gate)
+                        gate=gate, workers=InlineWorker)
     if gate is not None:
         bus.subscribe(gate.on_event)
-    listener = Listener(conv, bus, 16000, detector, gate)
+    listener = Listener(conv, bus, 16000, detector, gate, workers=InlineWorker)
     listener.muted = muted
-    driver = PacedDuplex(SlowInput(audio), MemoryOutput(), speaker, clock, 320, realtime=False)
+    driver = PacedDuplex(ArrayInput(audio), MemoryOutput(), speaker, clock, 320, realtime=False)
 
     async def go():
         try:

@@ -88,7 +88,7 @@ from voiceagent.turn_end import (
 )
 from voiceagent.vad import NoiseFloor, SpeechDetector, SpeechProbability
 from voiceagent.wake_gate import WakeGate
-from voiceagent.workers import ModelWorker
+from voiceagent.workers import ModelWorker, WorkerFactory
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ class Conversation:
         second_stage: SpeechProbability | None = None,
         end_model: EndOfTurnModel | None = None,
         gate: WakeGate | None = None,
+        workers: WorkerFactory = ModelWorker,
     ) -> None:
         self.cfg = cfg
         self.gate = gate
@@ -195,11 +196,11 @@ class Conversation:
         )
         # Partials get their own thread so a partial that is still running when
         # the user stops never delays the final transcript behind it.
-        self.asr_worker = ModelWorker("asr")
-        self.partial_worker = ModelWorker("asr-partial")
-        self.llm_worker = ModelWorker("llm")
-        self.tts_worker = ModelWorker("tts")
-        self.end_worker = ModelWorker("turn-end")
+        self.asr_worker = workers("asr")
+        self.partial_worker = workers("asr-partial")
+        self.llm_worker = workers("llm")
+        self.tts_worker = workers("tts")
+        self.end_worker = workers("turn-end")
         self.end_model = end_model
         tc = cfg.turn
         self.turn_end = TurnEndSettings(

@@ -7,6 +7,12 @@ into the event loop as soon as it exists. Cancelling (or closing) the async
 iterator sets a flag that the thread checks between items, so a cancelled turn
 stops at the next token or sentence; a thread cannot be killed mid-item, which is
 why callers also drop late results by turn id.
+
+``InlineWorker`` has the same interface and runs each job on the event loop
+itself, in order, at no cost in clock time. With a ``ManualClock`` and the paced
+driver in simulated time, a conversation with fake models is then a function
+of its input alone: the same audio gives the same events at the same times, on
+any machine however busy, so tests of the orchestration can assert exact times.
 """
 
 from __future__ import annotations
@@ -15,13 +21,34 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable, Iterable, TypeVar
+from typing import AsyncIterator, Callable, Iterable, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _DONE = object()
+
+
+class Worker(Protocol):
+    """Where one model's blocking calls run (see the module docstring)."""
+
+    @property
+    def busy(self) -> bool:
+        """True while a job is queued or running on this worker."""
+        ...
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T: ...
+
+    def stream(
+        self, make_iter: Callable[[], Iterable[T]], resume: threading.Event | None = None
+    ) -> AsyncIterator[T]: ...
+
+    def shutdown(self) -> None: ...
+
+
+WorkerFactory = Callable[[str], Worker]
+"""Makes the worker for the model of the given name (``ModelWorker`` or ``InlineWorker``)."""
 
 
 class ModelWorker:
@@ -101,6 +128,56 @@ class ModelWorker:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class InlineWorker:
+    """Runs each job on the event loop's own thread, for simulated time.
+
+    Only for fast models (fakes): a job blocks the loop while it runs. A stream
+    gives the loop one turn between items, as the threaded worker's items arrive
+    between other work, so that a cancelled turn stops at the next item.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._busy = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        self._busy += 1
+        try:
+            await asyncio.sleep(0)  # like the threaded worker, a job never completes in place
+            return fn(*args)
+        finally:
+            self._busy -= 1
+
+    async def stream(
+        self, make_iter: Callable[[], Iterable[T]], resume: threading.Event | None = None
+    ) -> AsyncIterator[T]:
+        self._busy += 1
+        iterator = None
+        try:
+            await asyncio.sleep(0)
+            iterator = iter(make_iter())
+            while True:
+                while resume is not None and not resume.is_set():
+                    await asyncio.sleep(0)  # set by another task on this loop
+                item = next(iterator, _DONE)
+                if item is _DONE:
+                    break
+                yield item  # type: ignore[misc]
+                await asyncio.sleep(0)
+        finally:
+            self._busy -= 1
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    def shutdown(self) -> None:
+        pass
 
 
 class _Failure:

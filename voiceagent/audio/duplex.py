@@ -7,6 +7,8 @@ captured) and gives one clock for every event.
 
 - ``PacedDuplex`` reads a file or pipe and paces it in real time, exactly as a
   microphone would deliver it, writing the speaker signal to a file or pipe.
+  With ``realtime=False`` it runs in simulated time instead (tests): each block
+  comes once all work started by the last one is waiting.
   With a ``RoomEcho`` it also mixes its own output back into the input, as a
   loudspeaker in a room would (``voiceagent run --echo``).
 - ``DeviceDuplex`` runs a PortAudio duplex stream (sounddevice).
@@ -116,7 +118,7 @@ class PacedDuplex:
                 else:
                     await asyncio.sleep(0)
             else:
-                await asyncio.sleep(0)
+                await _settle()
             if self.room is not None:
                 block = self.room.mix(block, playing)
             block = self.echo_canceller.process(block, playing)
@@ -134,6 +136,18 @@ class PacedDuplex:
 
 
 _STOPPED = object()
+
+
+async def _settle(max_turns: int = 10_000) -> None:
+    """Simulated time (``realtime=False``): let every task run until each one waits
+    for something (the next block, a queue, an event), so that with
+    ``InlineWorker`` models work takes no time on the clock and the events are
+    the same on every run, however busy the machine."""
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)  # CPython's runnable callbacks
+    for _ in range(max_turns):
+        await asyncio.sleep(0)
+        if ready is not None and not ready:
+            return
 
 
 async def _unless_stopped(coro, stop: asyncio.Event | None):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from voiceagent.conversation import Conversation
 from voiceagent.events import ErrorEvent, EventBus, WakeWordDetected
 from voiceagent.wake import CHUNK_MS, WakeWordDetector
 from voiceagent.wake_gate import WakeGate
-from voiceagent.workers import ModelWorker
+from voiceagent.workers import ModelWorker, WorkerFactory
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class Listener:
         rate: int,
         detector: WakeWordDetector | None = None,
         gate: WakeGate | None = None,
+        workers: WorkerFactory = ModelWorker,
     ) -> None:
         self.conv = conv
         self.bus = bus
@@ -40,7 +41,7 @@ class Listener:
         self.gate = gate
         self.muted = False
         """The microphone is off: the conversation and the detector hear silence."""
-        self._worker = ModelWorker("wake") if detector is not None else None
+        self._worker = workers("wake") if detector is not None else None
         self._pending: list[np.ndarray] = []
         self._pending_samples = 0
         self._chunk = rate * CHUNK_MS // 1000
