@@ -15,7 +15,13 @@ DEB_PACKAGES := libportaudio2 espeak-ng sox pulseaudio pulseaudio-utils \
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
 	-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
 
-.PHONY: demo test test-fast setup system-deps models clean
+# The exact, tested set of Python packages, with hashes (see "Dependencies" in
+# the README): requirements.lock for the project and its tests,
+# requirements-build.lock for pip and the tools that build from source.
+LOCKS := requirements.lock requirements-build.lock
+PIP_INSTALL := $(PY) -m pip install -q --require-hashes --no-build-isolation
+
+.PHONY: demo test test-fast setup system-deps models clean lock
 
 demo: setup
 	$(VENV)/bin/voiceagent demo
@@ -38,10 +44,15 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# Build tools first, from their own lock, so that nothing is resolved or
+# fetched unpinned while building (hence --no-build-isolation). llama-cpp-python
+# compiles from source (~4 minutes on 2 cores); pip caches the built wheel, so a
+# later venv installs it in seconds.
+$(VENV)/.installed: pyproject.toml $(LOCKS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip wheel
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q -e ".[test]"
+	$(PIP_INSTALL) -r requirements-build.lock
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP_INSTALL) -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 models: $(VENV)/.installed
@@ -50,21 +61,38 @@ models: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) demo-conversation.wav
 
+# Refresh the locks from pyproject.toml and the .in files with uv (pinned, in
+# its own venv so it is not part of the tested set). Pins are kept where they
+# still fit; UPGRADE=1 takes the newest of everything, UPGRADE=name (or
+# "a b") the newest of those packages only. Then run make test and commit.
+UV_VERSION := 0.13.9
+TOOLS_VENV := .venv-tools
+UV := $(TOOLS_VENV)/bin/uv
+UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command "make lock" \
+	$(if $(filter 1,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p)))
+
+lock:
+	test -x $(UV) || { $(PYTHON) -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(UV_COMPILE) pyproject.toml --extra test -o requirements.lock
+	$(UV_COMPILE) requirements-build.in -o requirements-build.lock
+	$(UV_COMPILE) requirements-pipecat.in -o requirements-pipecat.lock
+
 # A separate venv for the `voiceagent bench --peer pipecat` comparison, so that
 # pipecat's dependency pins cannot break the project venv. It holds pipecat with
 # its faster-whisper, Silero and piper services and llama-cpp-python's
 # OpenAI-compatible server (built with the same LLAMA_CMAKE_ARGS, so pip reuses
-# the cached wheel of the project venv when the version matches).
+# the cached wheel of the project venv when the version matches), pinned in
+# requirements-pipecat.lock (the version of pipecat is in requirements-pipecat.in).
 PIPECAT_VENV := .venv-pipecat
-PIPECAT_VERSION ?= 1.14.0
 
 .PHONY: pipecat-venv
 pipecat-venv: $(PIPECAT_VENV)/.installed
 
-$(PIPECAT_VENV)/.installed:
+$(PIPECAT_VENV)/.installed: requirements-pipecat.lock requirements-build.lock
 	test -x $(PIPECAT_VENV)/bin/python || $(PYTHON) -m venv $(PIPECAT_VENV)
-	$(PIPECAT_VENV)/bin/python -m pip install -q --upgrade pip wheel
+	$(PIPECAT_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
+		-r requirements-build.lock
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIPECAT_VENV)/bin/python -m pip install -q \
-		"pipecat-ai[whisper,silero,piper,openai]==$(PIPECAT_VERSION)" \
-		"llama-cpp-python[server]>=0.3.8"
+		--require-hashes --no-build-isolation -r requirements-pipecat.lock
 	touch $@
