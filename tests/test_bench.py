@@ -277,7 +277,12 @@ def test_corpus_is_reproducible_and_its_pauses_are_where_the_breaks_were():
     require_espeak()
     a = build_corpus(5, seed=3, gap_s=2.0)
     b = build_corpus(5, seed=3, gap_s=2.0)
-    assert np.array_equal(a.audio, b.audio) and a.utterances == b.utterances
+    assert a.utterances == b.utterances and a.noise_dbfs == b.noise_dbfs
+    differ = np.flatnonzero(a.audio != b.audio)
+    assert differ.size == 0, (  # where: in which utterance, or only in the noise?
+        f"{differ.size} samples differ, from {differ[0] / RATE:.3f} s to {differ[-1] / RATE:.3f} s; "
+        f"utterances at {[(u.start / RATE, u.end / RATE) for u in a.utterances]}"
+    )
     assert not np.array_equal(a.audio[: s(20)], build_corpus(5, seed=4, gap_s=2.0).audio[: s(20)])
     assert sum(u.break_ms > 0 for u in a.utterances) == 2  # 40% of 5
     previous_end = -s(2.0)
