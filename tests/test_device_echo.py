@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, conversation_wav, require_models, rms, word_error_rate
+from tests.speech import ROOT, conversation_wav, real, require_models, rms, word_error_rate
 from tests.support.pulse import PulseSinks, PulseUnavailable, pulse_sinks_or_skip
 
 pytestmark = [pytest.mark.device, pytest.mark.realmodel]
@@ -45,7 +45,8 @@ pytestmark = [pytest.mark.device, pytest.mark.realmodel]
 LOOPBACK_LATENCY_MS = 50
 LOOPBACK_GAIN_DB = -6.0
 QUESTION = "Can you tell me something interesting about the ocean?"
-INTERRUPTION = "Wait, what is the capital of Spain?"
+INTERRUPTION = real("req_forever")
+"""A real person over the reply: 'Feels like these days go on forever.'"""
 INTERRUPT_AFTER_S = 2.0
 """Seconds after the reply is heard to start (playback_start) that the user interrupts."""
 RATE = 16000
@@ -329,5 +330,5 @@ def test_interrupting_through_the_device_stops_the_reply(room, tmp_path):
     ends = {e["turn"]: e for e in _of(evs, "turn_end")}
     assert ends.get(1, {}).get("reason") == "interrupted", ends.get(1)
     assert ends.get(2, {}).get("reason") == "answered", ends.get(2)
-    assert word_error_rate(INTERRUPTION, ends[2]["text"]) <= 0.5, ends[2]
+    assert word_error_rate(INTERRUPTION.text, ends[2]["text"]) <= 0.5, ends[2]
     assert stop_latency is not None and stop_latency < 1.0, stop_latency

@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, conversation_wav, require_models, rms, word_error_rate
+from tests.speech import ROOT, conversation_wav, real, require_models, rms, word_error_rate
 from tests.support.pulse import pulse_sinks_or_skip
 
 pytestmark = [pytest.mark.device, pytest.mark.realmodel]
 
-QUESTION = "What is the capital of France?"
+QUESTION = real("req_forever")
+"""A real person: 'Feels like these days go on forever.'"""
 
 
 @pytest.fixture
@@ -80,6 +81,6 @@ def test_talk_on_pulseaudio_null_sinks(pulse, tmp_path):
     evs = [json.loads(line) for line in events.read_text().splitlines()]
     ends = [e for e in evs if e["type"] == "turn_end"]
     assert ends and ends[0]["reason"] == "answered", "".join(stderr)
-    assert word_error_rate(QUESTION, ends[0]["text"]) <= 0.25, ends[0]
+    assert word_error_rate(QUESTION.text, ends[0]["text"]) <= 0.25, ends[0]
     audio, rate = soundfile.read(str(said), dtype="float32")
     assert rms(audio) > 0.005 and np.abs(audio).max() > 0.1, "the reply was not heard on the sink"

@@ -1,8 +1,8 @@
-"""The real default models on real (synthesized) speech, in real time.
+"""The real default models on real speech, in real time.
 
-The user's voice is espeak-ng; the assistant's is piper. Each test runs the
-``voiceagent`` command as a user would and checks the aligned output audio and
-the event log.
+The user's voice is a recording of a real person (``tests/data``); the
+assistant's is piper. Each test runs the ``voiceagent`` command as a user would
+and checks the aligned output audio and the event log.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, conversation_wav, require_models, rms, word_error_rate
+from tests.speech import ROOT, conversation_wav, real, require_models, rms, word_error_rate
 
 pytestmark = pytest.mark.realmodel
 
-Q1 = "What is the capital of France?"
-Q2 = "How many legs does a spider have?"
+Q1 = real("req_go_somewhere")
+"""'Go somewhere and do something.' (tiny.en: no word wrong)"""
+Q2 = real("read_amiable_himself")
+"""'He might even have been made amiable himself.' (tiny.en: no word wrong)"""
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +40,7 @@ def load_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def check_turns(events: list[dict], questions: list[str], spans, out: np.ndarray, rate: int) -> None:
+def check_turns(events: list[dict], questions: list, spans, out: np.ndarray, rate: int) -> None:
     finals = [e for e in events if e["type"] == "turn_end" and e["reason"] == "answered"]
     assert [e["turn"] for e in finals] == list(range(1, len(questions) + 1)), events
     for question, (start, end), fin in zip(questions, spans, finals):
@@ -47,7 +49,9 @@ def check_turns(events: list[dict], questions: list[str], spans, out: np.ndarray
         for e in events:
             if e["turn"] == turn:
                 first.setdefault(e["type"], e["t"])
-        assert word_error_rate(question, fin["text"]) <= 0.25, (question, fin["text"])
+        # All of the utterance reached the recognizer: tiny.en got every word of
+        # these right on every run measured; one word in four is the margin.
+        assert word_error_rate(question.text, fin["text"]) <= 0.25, (question.text, fin["text"])
         assert fin["reply"].strip(), fin
         # well-ordered, and on the input timeline
         assert start - 0.35 <= first["speech_start"] <= start + 0.2
@@ -65,7 +69,10 @@ def check_turns(events: list[dict], questions: list[str], spans, out: np.ndarray
 
 def test_run_two_questions_from_a_wav_file(tmp_path):
     wav = tmp_path / "in.wav"
-    spans = conversation_wav(wav, [0.5, Q1, 7.0, Q2, 7.0])  # 22.05 kHz stereo: resampled
+    # 22.05 kHz stereo: resampled. 12.5 s after the first for the reply (two
+    # sentences of the small model took up to 11 s), so that the second
+    # question does not talk over it.
+    spans = conversation_wav(wav, [0.5, Q1, 12.5, Q2, 7.0])
     out, ev = tmp_path / "out.wav", tmp_path / "events.jsonl"
     proc = voiceagent("run", "--input", str(wav), "--output", str(out), "--events", str(ev))
     assert proc.returncode == 0, proc.stderr.decode()

@@ -1,6 +1,7 @@
 """Full duplex with the real models: barge-in, echo, and what must not interrupt.
 
-The user's voice is espeak-ng; the assistant's is piper. Each test runs
+The user's voice is espeak-ng, and a recording of a real person where the words
+are scored; the assistant's is piper. Each test runs
 ``voiceagent run`` as a user would, with and without ``--echo 40:-6`` (the
 assistant hears its own voice through a simulated room), and measures the
 aligned output WAV.
@@ -12,14 +13,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import conversation_wav, require_models, rms, word_error_rate
+from tests.speech import conversation_wav, real, require_models, rms, word_error_rate
 from tests.test_realmodel import load_events, voiceagent
 from voiceagent.bench.measure import quiet_after
 
 pytestmark = pytest.mark.realmodel
 
 ASK = "Can you tell me something interesting about the ocean?"
-INTERRUPT = "Wait, what is the capital of Spain?"
+INTERRUPT = real("req_forever")
+"""A real person over the reply: 'Feels like these days go on forever.'"""
 QUIET = 0.01
 """Output peak (-40 dBFS) below which the speaker counts as silent."""
 
@@ -63,7 +65,8 @@ def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path, 
     s2 = two["playback_start"]["t"]
     assert np.abs(audio[int((onset + 0.3) * rate) : int(s2 * rate)]).max() < QUIET
     assert two["turn_end"]["reason"] == "answered" and two["turn_end"]["reply"].strip()
-    assert word_error_rate(INTERRUPT, two["turn_end"]["text"]) <= 0.34, two["turn_end"]["text"]
+    # none of the interruption was lost while the reply was stopping
+    assert word_error_rate(INTERRUPT.text, two["turn_end"]["text"]) <= 0.34, two["turn_end"]["text"]
     # the history keeps what was heard: the interrupted turn's reply is a prefix of what was generated
     heard = one["barge_in"]["heard"]
     assert one["turn_end"]["reply"] == heard and 0 < one["barge_in"]["played_s"] < 5

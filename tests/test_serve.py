@@ -21,7 +21,7 @@ import soundfile
 import yaml
 
 from tests.broker import Broker, Recorder, broker  # noqa: F401  (fixture)
-from tests.speech import ROOT, conversation_wav, require_models, word_error_rate
+from tests.speech import ROOT, conversation_wav, real, require_models, spliced, word_error_rate
 from tests.test_realmodel import load_events
 
 pytestmark = pytest.mark.realmodel
@@ -32,8 +32,10 @@ ENTITIES = {
     "state": "sensor", "transcript": "sensor", "reply": "sensor", "latency": "sensor",
     "mute": "switch", "say": "text", "ask": "text", "stop": "button",
 }
-WITHOUT_WAKE = "What is the capital of Spain?"
-WITH_WAKE = "Hey Jarvis, what is the capital of France?"
+WITHOUT_WAKE = real("read_amiable_himself")
+REQUEST = real("req_go_somewhere")
+WITH_WAKE = spliced(real("w_mw_hey_jarvis_2"), REQUEST, gap_s=0.15)
+"""A real "Hey Jarvis," then, after a comma pause, another person's request."""
 QUIET = 0.01
 """Output peak (-40 dBFS) below which the speaker counts as silent."""
 
@@ -121,7 +123,7 @@ def test_home_assistant_sees_it_commands_it_and_sees_it_go_offline(tmp_path, bro
 
         # -- the wake word: the question without it is ignored, with it answered
         transcript = rec.wait_for(f"{BASE}/transcript/state", timeout=60)
-        assert word_error_rate("What is the capital of France?", transcript.text) <= 0.34, transcript.text
+        assert word_error_rate(REQUEST.text, transcript.text) <= 0.34, transcript.text
         assert "jarvis" not in transcript.text.lower()  # trimmed
         rec.wait_for(f"{BASE}/reply/state", lambda m: bool(m.text.strip()), timeout=30)
         latency = rec.wait_for(f"{BASE}/latency/state", timeout=30)
@@ -166,7 +168,9 @@ def test_home_assistant_sees_it_commands_it_and_sees_it_go_offline(tmp_path, bro
 
     events = load_events(daemon.events)
     ends = {e["turn"]: e for e in events if e["type"] == "turn_end"}
-    reasons = [e["reason"] for e in ends.values()]
+    # The comma pause after the wake word may end a turn of its own ("wake_word",
+    # then the request within wake.listen_s) or not: either way the request is answered.
+    reasons = [e["reason"] for e in ends.values() if e["reason"] != "wake_word"]
     assert reasons[:2] == ["not_addressed", "answered"], ends
     assert any(e["type"] == "wake_word" for e in events)
     # the output has the reply to the question, the announcement and part of the story

