@@ -68,7 +68,7 @@ def check_model_paths(cfg: Config) -> dict[str, Path]:
     return paths
 
 
-def load_models(cfg: Config, out: TextIO = sys.stderr) -> Models:
+def load_models(cfg: Config) -> Models:
     """Load and warm up the three models (so the first turn is as fast as the rest)."""
     paths = check_model_paths(cfg)
     start = time.perf_counter()
@@ -82,7 +82,7 @@ def load_models(cfg: Config, out: TextIO = sys.stderr) -> Models:
     if "turn" in paths:
         end_model = SmartTurn(paths["turn"], cfg.turn.threads, cfg.turn.device)
         end_model.warm_up()
-    print(f"models loaded and warmed up in {time.perf_counter() - start:.1f} s", file=out)
+    logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - start)
     return Models(transcriber, chat, synthesizer, end_model)
 
 

@@ -139,17 +139,24 @@ def _models_dir(args: argparse.Namespace) -> Path:
 
 def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     from voiceagent.app import event_sinks, load_models, run_paced
-    from voiceagent.audio.streams import open_input, open_output
-    from voiceagent.metrics import format_barge_ins, format_table
+    from voiceagent.audio.streams import check_output, open_input, open_output
+    from voiceagent.metrics import format_barge_ins, format_table, unanswered_reason
 
     rate = cfg.audio.sample_rate
-    source = open_input(args.input, rate, cfg.audio.pcm)  # fails fast on a bad file
-    with event_sinks(args.events) as (bus, tracker):  # and on an unwritable log
+    # Everything that can be wrong with the arguments fails before the models
+    # load (seconds): a bad or corrupt input, an output that cannot be written,
+    # an unwritable event log.
+    check_output(args.output)
+    source = open_input(args.input, rate, cfg.audio.pcm)
+    with event_sinks(args.events) as (bus, tracker):
         models = load_models(cfg)
         sink = open_output(args.output, rate, cfg.audio.pcm)
         seconds = asyncio.run(run_paced(cfg, models, source, sink, bus, echo=args.echo))
+    answered = tracker.answered()
+    if not answered:  # the output, the events and the log are written all the same
+        raise VoiceAgentError(f"no turn was answered in {seconds:.1f} s of input: {unanswered_reason(tracker)}")
     print(f"ran {seconds:.1f} s of audio", file=sys.stderr)
-    print(format_table(tracker.answered()), file=sys.stderr)
+    print(format_table(answered), file=sys.stderr)
     if tracker.barge_ins:
         print(format_barge_ins(tracker.barge_ins), file=sys.stderr)
     return 0

@@ -51,6 +51,12 @@ class AudioInputError(VoiceAgentError):
     code = "audio-input"
 
 
+class AudioOutputError(VoiceAgentError):
+    """An output file or stream that cannot be written."""
+
+    code = "audio-output"
+
+
 class AudioDeviceError(VoiceAgentError):
     """An audio device that is absent, busy or vanished."""
 

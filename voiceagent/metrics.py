@@ -116,12 +116,25 @@ class LatencyTracker:
         ]
 
 
+def unanswered_reason(tracker: LatencyTracker) -> str:
+    """Why no turn was answered, in words: no speech at all, or how each ended."""
+    reasons = [r.reason or "unfinished" for r in tracker.turns.values()]
+    if not reasons:
+        return "no speech was heard"
+    counts = {reason: reasons.count(reason) for reason in dict.fromkeys(reasons)}
+    ended = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in counts.items())
+    return f"{len(reasons)} utterance{'s' if len(reasons) != 1 else ''} heard, ended as: {ended}"
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
 def format_table(records: list[TurnRecord]) -> str:
-    """The per-turn latency table (ms after end of speech), with a median row."""
+    """The per-turn latency table (ms after end of speech), with a median row;
+    one line saying so when no turn was answered."""
+    if not records:
+        return "latency: no turn was answered"
     header = ["turn"] + [label for _, label in COLUMNS]
     rows = [[str(r.turn)] + [_fmt(r.ms(key)) for key, _ in COLUMNS] for r in records]
     if len(records) > 1:

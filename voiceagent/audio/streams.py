@@ -26,7 +26,7 @@ from voiceagent.audio.convert import (
     to_mono,
 )
 from voiceagent.config import PcmFormat
-from voiceagent.errors import AudioInputError, VoiceAgentError
+from voiceagent.errors import AudioInputError, AudioOutputError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,22 @@ def read_wav(path: Path, rate: int) -> np.ndarray:
         ) from None
     if audio.shape[0] == 0:
         raise AudioInputError(f"input file {path} contains no audio")
+    check_finite(audio, int(file_rate), str(path))
     return resample(to_mono(audio), int(file_rate), rate)
+
+
+def check_finite(audio: np.ndarray, rate: int, where: str, offset_s: float = 0.0) -> None:
+    """Raise ``AudioInputError`` if any sample is NaN or infinite: such input is
+    corrupt (or decoded with the wrong format), and would turn every level,
+    VAD decision and model input downstream into garbage."""
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
+        raise AudioInputError(
+            f"{where}: {int(bad.sum())} samples are NaN or infinite, the first at "
+            f"{offset_s + first / rate:.2f} s",
+            "the audio is corrupt, or its sample format is not what it says",
+        )
 
 
 class WavInput:
@@ -99,7 +114,11 @@ class EndlessInput:
 
     async def read(self, n: int) -> np.ndarray | None:
         if not self.ended:
-            block = await self.source.read(n)
+            try:
+                block = await self.source.read(n)
+            except AudioInputError as err:  # the daemon goes on; what it heard is kept
+                logger.error("input failed, listening to silence until stopped: %s", err)
+                block = None
             if block is not None:
                 return block
             self.ended = True
@@ -183,6 +202,7 @@ class PcmInput:
         self._chunk_bytes = self._frame_bytes * max(fmt.sample_rate // 100, 1)  # 10 ms
         self._reader = _DaemonReader(stream, self._chunk_bytes)
         self._remainder = b""
+        self._frames_read = 0
 
     async def read(self, n: int) -> np.ndarray | None:
         while self._buf.size < n and not self._eof:
@@ -195,7 +215,11 @@ class PcmInput:
             data = self._remainder + data
             usable = len(data) - len(data) % self._frame_bytes
             self._remainder = data[usable:]
-            samples = self._resampler(pcm_decode(data[:usable], self._fmt))
+            decoded = pcm_decode(data[:usable], self._fmt)
+            check_finite(decoded, self._fmt.sample_rate, "stdin",
+                         self._frames_read / self._fmt.sample_rate)
+            self._frames_read += decoded.size
+            samples = self._resampler(decoded)
             self._buf = np.concatenate([self._buf, samples])
         if self._buf.size == 0 and self._eof:
             return None
@@ -221,7 +245,7 @@ class WavOutput:
                 str(path), mode="w", samplerate=rate, channels=1, subtype="PCM_16"
             )
         except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
-            raise VoiceAgentError(f"cannot write output file {path}: {err}") from None
+            raise AudioOutputError(f"cannot write output file {path}: {err}") from None
         # libsndfile writes the data length into the header only on close; a
         # killed daemon would leave a WAV that strict readers (Python's wave)
         # take for empty. Rewrite the header after every block instead.
@@ -249,7 +273,7 @@ class PcmOutput:
             self._stream.write(pcm_encode(self._resampler(block), self._fmt))
             self._stream.flush()
         except BrokenPipeError:
-            raise VoiceAgentError("the output pipe was closed by the reader") from None
+            raise AudioOutputError("the output pipe was closed by the reader") from None
 
     def close(self) -> None:
         try:
@@ -290,9 +314,34 @@ def open_input(spec: str, rate: int, fmt: PcmFormat) -> BlockInput:
     return WavInput(Path(spec), rate)
 
 
+def check_output(spec: str) -> None:
+    """Fail now, before anything slow (loading models), on an output that cannot
+    be written: not ``-`` or a ``.wav`` path, a directory, a missing folder, no
+    permission. Leaves an existing file as it is and creates none."""
+    if spec == "-":
+        return
+    path = Path(spec)
+    hint = "give a path ending in .wav, or '-' for raw PCM on stdout (e.g. '-o - > /dev/null' to discard it)"
+    if path.suffix.lower() != ".wav":
+        raise AudioOutputError(f"output {spec}: not a .wav file", hint)
+    if path.is_dir():
+        raise AudioOutputError(f"output {spec} is a directory", hint)
+    try:  # the only sure test is to try (root passes access(2) checks, a read-only mount does not)
+        if path.exists():
+            with open(path, "r+b"):  # writable, and not truncated yet
+                pass
+        else:
+            with open(path, "xb"):
+                pass
+            path.unlink()
+    except OSError as err:
+        raise AudioOutputError(f"cannot write output file {spec}: {err.strerror or err}") from None
+
+
 def open_output(spec: str | None, rate: int, fmt: PcmFormat) -> BlockOutput:
     if spec is None:
         return NullOutput()
+    check_output(spec)
     if spec == "-":
         return PcmOutput(sys.stdout.buffer, fmt, rate)
     return WavOutput(Path(spec), rate)

@@ -119,7 +119,7 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
     log = ConversationLog(cfg.resolve(cfg.serve.conversation_log)) if cfg.serve.conversation_log else None
     events_file = open(opts.events, "w", encoding="utf-8") if opts.events else None
     try:
-        models = load_models(cfg, out)
+        models = load_models(cfg)
         detector = None
         if cfg.wake.model != "none":
             detector = WakeWordDetector(cfg.wake.model, cfg.wake.threshold, rate)
