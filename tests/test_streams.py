@@ -78,3 +78,58 @@ def test_a_driver_taking_over_goes_on_with_the_same_timeline():
                          ManualClock(), 320, realtime=False, start_block=50)
     asyncio.run(driver.run(seen))
     assert seen.t[0] == 1.0 and driver.blocks_done == 55
+
+
+def test_nan_samples_on_a_pipe_are_an_input_error_that_names_where():
+    import asyncio
+    import io
+
+    import numpy as np
+    import pytest
+
+    from voiceagent.audio.streams import PcmInput
+    from voiceagent.config import PcmFormat
+    from voiceagent.errors import AudioInputError
+
+    pcm = np.zeros(8000, "<f4")
+    pcm[6000] = np.inf
+    source = PcmInput(io.BytesIO(pcm.tobytes()), PcmFormat(format="f32le"), 16000)
+
+    async def drain():
+        blocks = []
+        while (block := await source.read(320)) is not None:
+            blocks.append(block)
+        return blocks
+
+    with pytest.raises(AudioInputError, match=r"stdin: 1 samples are NaN or infinite, the first at 0\.38 s"):
+        asyncio.run(drain())
+
+
+def test_a_daemon_input_that_fails_goes_on_as_silence(caplog):
+    import asyncio
+
+    import numpy as np
+
+    from voiceagent.audio.streams import EndlessInput
+    from voiceagent.errors import AudioInputError
+
+    class Breaks:
+        reads = 0
+
+        async def read(self, n):
+            self.reads += 1
+            if self.reads > 2:
+                raise AudioInputError("stdin: 1 samples are NaN or infinite, the first at 0.04 s")
+            return np.full(n, 0.5, np.float32)
+
+        def close(self):
+            pass
+
+    endless = EndlessInput(Breaks())
+
+    async def read(k):
+        return [await endless.read(320) for _ in range(k)]
+
+    blocks = asyncio.run(read(5))
+    assert [float(b.max()) for b in blocks] == [0.5, 0.5, 0.0, 0.0, 0.0]
+    assert "NaN or infinite" in caplog.text and endless.ended
