@@ -306,6 +306,33 @@ def test_corpus_is_reproducible_and_its_pauses_are_where_the_breaks_were():
         assert abs((pause[0] - u.start) - (end - start)) < s(0.15), u
 
 
+def test_the_corpus_is_the_same_on_a_fresh_machine(tmp_path):
+    # On a fresh machine (a home directory without PulseAudio's client files)
+    # espeak-ng's first call gave different audio for the voice variants: the
+    # corpus of the first run of all differed from every later one's.
+    import os
+    import subprocess
+    import sys
+
+    from tests.speech import ROOT
+
+    require_espeak()
+    code = (
+        "import hashlib; from voiceagent.bench.corpus import build_corpus\n"
+        "c = build_corpus(2, seed=6, gap_s=0.5)\n"
+        "print(sorted({u.voice for u in c.utterances}), hashlib.sha256(c.audio.tobytes()).hexdigest())\n"
+    )
+    runs = []
+    for i in range(2):
+        home = tmp_path / f"home{i}"
+        home.mkdir()
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                             env={**os.environ, "HOME": str(home)}, check=True)
+        runs.append(out.stdout.strip())
+    assert runs[0] == runs[1], runs
+    assert "+f2" in runs[0], runs  # a voice variant with breath noise is among them
+
+
 # -- the whole command with the real models ----------------------------------------
 
 

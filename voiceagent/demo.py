@@ -9,6 +9,7 @@ room) is written to a WAV file.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,13 @@ from voiceagent.audio.streams import ArrayInput, MemoryOutput, read_wav
 from voiceagent.config import Config
 from voiceagent.errors import VoiceAgentError
 from voiceagent.metrics import format_table
+
+ESPEAK_ENV = {"PULSE_SERVER": "unix:/nonexistent/voiceagent-espeak-writes-files-only"}
+"""Keeps espeak-ng away from PulseAudio. It opens an audio device even when it
+writes a file, and libpulse, setting up a new client (a fresh machine or home
+directory), seeds the C library's ``rand()``, from which espeak-ng's voice
+variants draw their breath noise: the same text then gave different audio on
+the first call of a fresh machine than on every later one."""
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -48,7 +56,7 @@ def espeak(
         markup = ["-m"] if ssml else []
         subprocess.run(
             [exe, *markup, "-v", voice, "-s", str(wpm), "-w", str(wav), text],
-            check=True, capture_output=True,
+            check=True, capture_output=True, env={**os.environ, **ESPEAK_ENV},
         )
         return read_wav(wav, rate)
 
