@@ -145,7 +145,8 @@ def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     rate = cfg.audio.sample_rate
     # Everything that can be wrong with the arguments fails before the models
     # load (seconds): a bad or corrupt input, an output that cannot be written,
-    # an unwritable event log.
+    # an unwritable event log. The output itself is opened (and an existing
+    # file replaced) only once the models have loaded, so a failed load loses nothing.
     check_output(args.output)
     source = open_input(args.input, rate, cfg.audio.pcm)
     with event_sinks(args.events) as (bus, tracker):
