@@ -36,8 +36,10 @@ QUESTIONS = (
     "Can you tell me something interesting about the ocean?",
     "Thank you. What should I cook for dinner tonight?",
 )
-GAP_S = 7.0
-"""Silence after each question, in seconds: room for the reply to play out."""
+GAP_S = 12.0
+"""Silence after each question, in seconds: room for the reply to play out (two
+sentences of the small default model ran up to 11 s; with 7 s the next
+question talked over the reply)."""
 
 
 def espeak(
