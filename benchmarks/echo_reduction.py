@@ -75,7 +75,7 @@ reported latency can be."""
 
 
 def assistant_speech() -> np.ndarray:
-    from voiceagent.tts import PiperSynthesizer
+    from voiceagent.stages.piper import PiperSynthesizer
 
     cfg = TtsConfig(device="cpu")
     voice = PiperSynthesizer(ROOT / cfg.model, cfg)
@@ -294,7 +294,7 @@ def main() -> int:
 def transcribe_all(cuts: dict[tuple, list[np.ndarray]]) -> dict[tuple, float]:
     """Word error rate over each set of interruptions (whisper tiny.en)."""
     from tests.speech import word_error_rate
-    from voiceagent.asr import WhisperTranscriber
+    from voiceagent.stages.whisper import WhisperTranscriber
 
     print("transcribing the interruptions with whisper ...", file=sys.stderr)
     cfg = AsrConfig(device="cpu")

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from voiceagent.asr import Transcript
+from voiceagent.stages.protocols import Transcript
 
 
 class EnergyVad:

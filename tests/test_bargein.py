@@ -1,6 +1,7 @@
 """The barge-in policy, as pure decisions on plain values."""
 
-from voiceagent.bargein import (
+from voiceagent.config import DEFAULT_BACKCHANNELS
+from voiceagent.rules.bargein import (
     BargeInSettings,
     Verdict,
     confirms_by_duration,
@@ -10,7 +11,6 @@ from voiceagent.bargein import (
     judge,
     words_of,
 )
-from voiceagent.config import DEFAULT_BACKCHANNELS
 
 S = BargeInSettings(backchannels=tuple(DEFAULT_BACKCHANNELS))
 

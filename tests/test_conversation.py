@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
 from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
 from voiceagent.audio.duplex import PacedDuplex
@@ -16,9 +15,9 @@ from voiceagent.audio.speaker import Speaker
 from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.clock import ManualClock
 from voiceagent.config import Config
-from voiceagent.conversation import Conversation
+from voiceagent.dialogue.conversation import Conversation
 from voiceagent.events import EventBus
-from voiceagent.workers import InlineWorker
+from voiceagent.stages.workers import InlineWorker
 
 
 class Scripted:
@@ -139,7 +138,7 @@ def test_speculation_off_still_answers():
 def test_noise_only_utterance_ends_without_a_reply():
     class Mute(FakeTranscriber):
         def transcribe(self, audio):
-            from voiceagent.asr import Transcript
+            from voiceagent.stages.protocols import Transcript
             return Transcript("", 0.0)
 
     audio = np.concatenate([silence(0.3), tone(0.5), silence(2.0)])

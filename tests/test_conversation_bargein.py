@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes import FakeChat, FakeTranscriber, silence, tone
 from tests.test_conversation import converse, first, types
-from voiceagent.asr import Transcript
+from voiceagent.stages.protocols import Transcript
 
 RATE = 16000
 # Two sentences of 15 words: 0.75 s of fake speech each.

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes import FakeChat, silence, tone
 from tests.test_conversation import converse, first, types
-from voiceagent.wake_gate import WakeGate, WakeGateSettings
+from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings
 
 RATE = 16000
 LONG_REPLY = " ".join(f"w{i}" for i in range(1, 31)) + "."  # 1.5 s of fake speech

@@ -15,10 +15,10 @@ from voiceagent.audio.speaker import Speaker
 from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.clock import ManualClock
 from voiceagent.config import Config
-from voiceagent.conversation import Conversation
 from voiceagent.daemon.listener import Listener
 from voiceagent.daemon.log import ConversationLog, TurnSummaries
 from voiceagent.daemon.state import AssistantState, StateReporter
+from voiceagent.dialogue.conversation import Conversation
 from voiceagent.events import (
     EndOfTurn,
     EventBus,
@@ -30,9 +30,9 @@ from voiceagent.events import (
     TurnEnd,
     WakeWordDetected,
 )
-from voiceagent.wake import WakeWordDetector
-from voiceagent.wake_gate import WakeGate, WakeGateSettings
-from voiceagent.workers import InlineWorker
+from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings
+from voiceagent.stages.wake import WakeWordDetector
+from voiceagent.stages.workers import InlineWorker
 
 
 def reporter(gate=None):

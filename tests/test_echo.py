@@ -206,7 +206,7 @@ def test_webrtc_cancels_the_echo_of_espeak_speech():
 @pytest.mark.realmodel
 def test_webrtc_cancels_the_echo_of_the_assistants_piper_voice():
     from voiceagent.config import TtsConfig
-    from voiceagent.tts import PiperSynthesizer
+    from voiceagent.stages.piper import PiperSynthesizer
 
     cfg = TtsConfig(device="cpu", threads=1)
     model = ROOT / cfg.model

@@ -1,4 +1,4 @@
-from voiceagent.endpointer import Decision, Endpointer, EndpointerSettings
+from voiceagent.rules.endpointer import Decision, Endpointer, EndpointerSettings
 
 S = EndpointerSettings(frame_ms=20, start_ms=60, resume_ms=60, speculate_ms=200,
                        trailing_silence_ms=600, max_utterance_ms=5000)

@@ -1,4 +1,4 @@
-from voiceagent.splitter import ClauseSplitter, clean_for_speech
+from voiceagent.rules.splitter import ClauseSplitter, clean_for_speech
 
 
 def feed(text: str, splitter: ClauseSplitter | None = None, step: int = 3) -> list[str]:

@@ -9,9 +9,13 @@ import pytest
 
 from tests.fakes import FakeChat, FakeTranscriber, silence, tone
 from tests.test_conversation import converse, first
-from voiceagent.asr import Transcript
-from voiceagent.endpointer import Decision, Endpointer, EndpointerSettings
-from voiceagent.turn_end import TurnEndSettings, looks_unfinished, silence_needed_ms
+from voiceagent.rules.endpointer import Decision, Endpointer, EndpointerSettings
+from voiceagent.rules.turn_end import (
+    TurnEndSettings,
+    looks_unfinished,
+    silence_needed_ms,
+)
+from voiceagent.stages.protocols import Transcript
 
 S = TurnEndSettings(complete_ms=250, unsure_ms=450, unfinished_ms=1000, threshold=0.5, words_threshold=0.01)
 
@@ -166,7 +170,7 @@ def test_a_failing_model_leaves_the_words_to_decide():
 def test_smart_turn_hears_a_finished_and_an_unfinished_sentence():
     from tests.speech import ROOT, require_models, say
     from voiceagent.audio.convert import resample
-    from voiceagent.turn_end import SmartTurn
+    from voiceagent.stages.smart_turn import SmartTurn
 
     require_models()
     model = SmartTurn(ROOT / "models/smart-turn-v3.2/smart-turn-v3.2-cpu.onnx", threads=1)
@@ -180,8 +184,8 @@ def test_smart_turn_hears_a_finished_and_an_unfinished_sentence():
 @pytest.mark.realmodel
 def test_the_fitted_asr_window_transcribes_real_speech_like_the_full_one():
     from tests.speech import ROOT, real, require_models, speech_of, word_error_rate
-    from voiceagent.asr import WhisperTranscriber, is_probably_noise
     from voiceagent.config import AsrConfig
+    from voiceagent.stages.whisper import WhisperTranscriber, is_probably_noise
 
     require_models()
     fit = WhisperTranscriber(ROOT / "models/whisper-tiny.en", AsrConfig(window="fit"))
@@ -208,7 +212,7 @@ def test_the_fitted_asr_window_transcribes_real_speech_like_the_full_one():
 def test_the_language_model_knows_a_fragment_from_a_question():
     from tests.speech import ROOT, require_models
     from voiceagent.config import LlmConfig
-    from voiceagent.llm import LlamaChatModel
+    from voiceagent.stages.llama import LlamaChatModel
 
     require_models()
     cfg = LlmConfig()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from voiceagent.errors import ModelLoadError
-from voiceagent.wake import CHUNK_MS, WakeTrigger, WakeWordDetector, strip_wake_phrase
+from voiceagent.rules.wake_phrase import WakeTrigger, strip_wake_phrase
+from voiceagent.stages.wake import CHUNK_MS, WakeWordDetector
 
 # ------------------------------------------------------------ strip_wake_phrase
 
@@ -423,7 +424,7 @@ def test_real_people_saying_wake_words_are_heard_once_by_their_model_only():
 
 @pytest.mark.realmodel
 def test_real_requests_wake_no_model():
-    from tests.speech import _table, real
+    from tests.speech import real
 
     for model in REAL_WAKE_MODELS.values():
         detector = WakeWordDetector(model, 0.5, 16000)

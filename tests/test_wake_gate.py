@@ -4,7 +4,7 @@ test_conversation_commands.py, the daemon's in test_serve.py)."""
 from __future__ import annotations
 
 from voiceagent.events import PlaybackStart, TurnEnd
-from voiceagent.wake_gate import WakeGate, WakeGateSettings
+from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings
 
 
 def gate(**kw) -> WakeGate:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from voiceagent.asr import Transcriber, WhisperTranscriber
 from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
 from voiceagent.audio.echo import (
     EchoCanceller,
@@ -31,15 +30,30 @@ from voiceagent.audio.speaker import Speaker
 from voiceagent.audio.streams import BlockInput, BlockOutput
 from voiceagent.clock import TimelineClock
 from voiceagent.config import Config
-from voiceagent.conversation import Conversation
-from voiceagent.events import AsrFinal, AsrPartial, ErrorEvent, Event, EventBus, JsonlEventLog, TurnEnd
-from voiceagent.llm import ChatModel, LlamaChatModel
+from voiceagent.dialogue.conversation import Conversation
+from voiceagent.events import (
+    AsrFinal,
+    AsrPartial,
+    ErrorEvent,
+    Event,
+    EventBus,
+    JsonlEventLog,
+    TurnEnd,
+)
 from voiceagent.metrics import LatencyTracker
 from voiceagent.model_store import missing_model_error
-from voiceagent.tts import PiperSynthesizer, Synthesizer
-from voiceagent.turn_end import EndOfTurnModel, SmartTurn
-from voiceagent.vad import SileroVad, WebRtcVad
-from voiceagent.wake_gate import WakeGate
+from voiceagent.rules.wake_gate import WakeGate
+from voiceagent.stages.llama import LlamaChatModel
+from voiceagent.stages.piper import PiperSynthesizer
+from voiceagent.stages.protocols import (
+    ChatModel,
+    EndOfTurnModel,
+    Synthesizer,
+    Transcriber,
+)
+from voiceagent.stages.smart_turn import SmartTurn
+from voiceagent.stages.vad import SileroVad, WebRtcVad
+from voiceagent.stages.whisper import WhisperTranscriber
 
 logger = logging.getLogger(__name__)
 

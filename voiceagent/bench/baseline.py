@@ -29,13 +29,13 @@ from typing import Sequence
 import numpy as np
 
 from voiceagent.app import Models
-from voiceagent.asr import is_probably_noise, resolve_device
 from voiceagent.bench.corpus import Corpus
 from voiceagent.bench.wer import normalize, word_errors
 from voiceagent.config import Config
 from voiceagent.errors import ModelLoadError
-from voiceagent.splitter import ClauseSplitter
-from voiceagent.vad import WebRtcVad
+from voiceagent.rules.splitter import ClauseSplitter
+from voiceagent.stages.vad import WebRtcVad
+from voiceagent.stages.whisper import is_probably_noise, resolve_device
 
 logger = logging.getLogger(__name__)
 

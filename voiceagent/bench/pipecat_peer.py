@@ -6,7 +6,7 @@ It starts two subprocesses from that venv:
 
 * llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``)
   on a free loopback port with the configured GGUF, threads and context size;
-* ``pipecat_bot.py``: a pipecat pipeline with its faster-whisper STT service,
+* ``benchmarks/peers/pipecat_bot.py``: a pipecat pipeline with its faster-whisper STT service,
   its OpenAI LLM service pointed at that server, its in-process piper TTS
   service, Silero VAD and the smart-turn v3 end-of-turn model (pipecat 1.14's
   defaults), and a transport that plays ``corpus_wav`` as the microphone in
@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPECAT_VENV = REPO_ROOT / ".venv-pipecat"
-BOT_SCRIPT = Path(__file__).resolve().with_name("pipecat_bot.py")
+BOT_SCRIPT = REPO_ROOT / "benchmarks" / "peers" / "pipecat_bot.py"
+"""Runs in .venv-pipecat, so it is not part of the package (it imports pipecat, not voiceagent)."""
 SAMPLE_RATE = 16000
 SERVER_START_TIMEOUT_S = 120.0
 # Loading whisper, piper, Silero and smart-turn before the clock starts, plus
@@ -177,8 +178,7 @@ def _check_corpus(corpus_wav: Path) -> tuple[int, float]:
 def _devices(cfg: Config) -> tuple[str, str, int, bool]:
     """ASR device and compute type, LLM GPU layers, piper on CUDA: resolved as voiceagent does."""
     from voiceagent.gpu import cuda_available
-
-    from voiceagent.asr import resolve_device
+    from voiceagent.stages.whisper import resolve_device
 
     asr_device, compute_type = resolve_device(cfg.asr)
     gpu_layers = cfg.llm.gpu_layers

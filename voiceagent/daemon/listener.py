@@ -13,11 +13,11 @@ import logging
 import numpy as np
 
 from voiceagent.audio.speaker import PlaybackNotice
-from voiceagent.conversation import Conversation
+from voiceagent.dialogue.conversation import Conversation
 from voiceagent.events import ErrorEvent, EventBus, WakeWordDetected
-from voiceagent.wake import CHUNK_MS, WakeWordDetector
-from voiceagent.wake_gate import WakeGate
-from voiceagent.workers import ModelWorker, WorkerFactory
+from voiceagent.rules.wake_gate import WakeGate
+from voiceagent.stages.wake import CHUNK_MS, WakeWordDetector
+from voiceagent.stages.workers import ModelWorker, WorkerFactory
 
 logger = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
 from voiceagent.events import EventBus, JsonlEventLog
 from voiceagent.mqtt import MqttBridge
-from voiceagent.wake import WakeWordDetector
-from voiceagent.wake_gate import WakeGate, WakeGateSettings
+from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings
+from voiceagent.stages.wake import WakeWordDetector
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from voiceagent.events import (
     TurnEnd,
     WakeWordDetected,
 )
-from voiceagent.wake_gate import WakeGate
+from voiceagent.rules.wake_gate import WakeGate
 
 logger = logging.getLogger(__name__)
 

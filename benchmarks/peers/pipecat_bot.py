@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from loguru import logger
-
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from voiceagent.audio.convert import float_to_int16_bytes
 from voiceagent.cpu import onnx_options
-
-
-class SpeechDetector(Protocol):
-    def is_speech(self, frame: np.ndarray) -> bool:
-        """True if this mono float32 frame contains speech."""
-        ...
 
 
 class WebRtcVad:
@@ -28,14 +20,6 @@ class WebRtcVad:
 
     def is_speech(self, frame: np.ndarray) -> bool:
         return bool(self._vad.is_speech(float_to_int16_bytes(frame), self._rate))
-
-
-class SpeechProbability(Protocol):
-    def probability(self, frame: np.ndarray) -> float:
-        """Probability (0..1) that the latest audio, ending with this frame, is speech."""
-        ...
-
-    def reset(self) -> None: ...
 
 
 class SileroVad:
@@ -87,33 +71,3 @@ class SileroVad:
         self._context = np.zeros(self.CONTEXT, np.float32)
         self._buffer = np.zeros(0, np.float32)
         self._last = 0.0
-
-
-class NoiseFloor:
-    """The level of the room when nobody speaks, from the frames the VAD rejects.
-
-    webrtcvad keeps calling frames speech for ~100 ms after a voice stops (its
-    built-in hangover, measured on the benchmark corpus: median 101 ms after the
-    true end), and that 100 ms is added to every answer. A frame the VAD calls
-    speech but whose level is within ``margin_db`` of the floor is that hangover
-    (or a breath), so the endpointer counts it as silence: the end of speech is
-    then found within a frame of the truth (median 1 ms). Only non-speech frames
-    update the floor, so a long utterance never raises it.
-    """
-
-    def __init__(self, margin_db: float, history: int = 100, initial_db: float = -60.0) -> None:
-        self.margin_db = margin_db
-        self._levels: deque[float] = deque([initial_db], maxlen=history)
-        self._floor = initial_db
-
-    @property
-    def floor_db(self) -> float:
-        return self._floor
-
-    def is_voiced(self, vad: bool, level_db: float) -> bool:
-        """The VAD's verdict, corrected for its hangover; updates the floor."""
-        if not vad:
-            self._levels.append(level_db)
-            self._floor = float(np.median(self._levels))  # ~10 us for 100 values
-            return False
-        return self.margin_db <= 0 or level_db > self._floor + self.margin_db

@@ -37,21 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voiceagent.asr import Transcriber, is_probably_noise
 from voiceagent.audio.convert import resample, rms_db, trim_leading_silence
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
-from voiceagent.bargein import (
-    BargeInSettings,
-    Verdict,
-    confirms_by_duration,
-    counts_as_speech,
-    is_clearly_noise,
-    is_user_speech,
-    judge,
-)
 from voiceagent.clock import Clock
 from voiceagent.config import Config
-from voiceagent.endpointer import Decision, Endpointer, EndpointerSettings
+from voiceagent.dialogue.history import Exchange, History
+from voiceagent.dialogue.turn import Turn, TurnState
 from voiceagent.errors import StageError
 from voiceagent.events import (
     AsrFinal,
@@ -61,7 +52,6 @@ from voiceagent.events import (
     BargeInSuspected,
     EndOfTurn,
     ErrorEvent,
-    Event,
     EventBus,
     LlmFirstClause,
     LlmFirstToken,
@@ -75,20 +65,34 @@ from voiceagent.events import (
     TurnEnd,
     TurnEndJudged,
 )
-from voiceagent.history import Exchange, History
-from voiceagent.llm import ChatModel
-from voiceagent.splitter import ClauseSplitter
-from voiceagent.tts import Synthesizer
-from voiceagent.turn import Turn, TurnState
-from voiceagent.turn_end import (
-    EndOfTurnModel,
+from voiceagent.rules.bargein import (
+    BargeInSettings,
+    Verdict,
+    confirms_by_duration,
+    counts_as_speech,
+    is_clearly_noise,
+    is_user_speech,
+    judge,
+)
+from voiceagent.rules.endpointer import Decision, Endpointer, EndpointerSettings
+from voiceagent.rules.noise_floor import NoiseFloor
+from voiceagent.rules.splitter import ClauseSplitter
+from voiceagent.rules.turn_end import (
     TurnEndSettings,
     silence_needed_ms,
     words_unfinished,
 )
-from voiceagent.vad import NoiseFloor, SpeechDetector, SpeechProbability
-from voiceagent.wake_gate import WakeGate
-from voiceagent.workers import ModelWorker, WorkerFactory
+from voiceagent.rules.wake_gate import WakeGate
+from voiceagent.stages.protocols import (
+    ChatModel,
+    EndOfTurnModel,
+    SpeechDetector,
+    SpeechProbability,
+    Synthesizer,
+    Transcriber,
+)
+from voiceagent.stages.whisper import is_probably_noise
+from voiceagent.stages.workers import ModelWorker, WorkerFactory
 
 logger = logging.getLogger(__name__)
 

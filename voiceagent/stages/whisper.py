@@ -1,4 +1,4 @@
-"""Speech recognition: the ``Transcriber`` protocol and its faster-whisper model.
+"""Speech recognition with faster-whisper (a ``Transcriber``).
 
 Whisper's encoder is trained on 30-second windows, and faster-whisper always
 pads to one: with tiny.en on 2 cores that is ~260 ms of the ~350 ms a short
@@ -13,33 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from voiceagent.config import AsrConfig
 from voiceagent.errors import ModelLoadError, StageError
 from voiceagent.gpu import cuda_available
+from voiceagent.stages.protocols import Transcript
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    seconds: float
-    """Compute time of the call in seconds."""
-    logprob: float | None = None
-    """Mean log-probability per token (Whisper's ``avg_logprob``; 0 is certain,
-    below about -0.8 is a guess), None when unknown or empty."""
-
-
-class Transcriber(Protocol):
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Transcribe mono float32 audio at 16 kHz. Blocking; call on a worker."""
-        ...
 
 
 # Whisper invents these on silence and noise; an utterance that is only one of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator
 
 import numpy as np
 
@@ -15,15 +15,6 @@ from voiceagent.errors import ModelLoadError, StageError
 from voiceagent.gpu import cuda_available
 
 logger = logging.getLogger(__name__)
-
-
-class Synthesizer(Protocol):
-    sample_rate: int
-    """Hertz of the audio it produces."""
-
-    def synthesize(self, text: str) -> Iterator[np.ndarray]:
-        """Yield mono float32 audio in [-1, 1], one chunk per sentence. Blocking."""
-        ...
 
 
 class PiperSynthesizer:

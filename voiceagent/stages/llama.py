@@ -1,4 +1,5 @@
-"""The language model: the ``ChatModel`` protocol and its llama.cpp implementation."""
+"""The embedded language model: a GGUF through llama-cpp-python (a ``ChatModel``,
+``PromptCache`` and ``EndOfMessage``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator
 
 import numpy as np
 
@@ -19,22 +20,6 @@ logger = logging.getLogger(__name__)
 _TRAILING_PUNCTUATION = re.compile(r"[\s.?!,;:…-]+$")
 _MARK = "\u0000end-of-words\u0000"
 """Where the user's words end in a rendered chat prompt (the template adds more)."""
-
-
-class ChatModel(Protocol):
-    def stream_chat(self, messages: list[dict[str, str]]) -> Iterator[str]:
-        """Yield pieces of the reply as they are generated. Blocking; use a worker."""
-        ...
-
-    def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
-        """Evaluate the prompt prefix of the next turn (system prompt and history),
-        and the first words of the user's message if they are known."""
-        ...
-
-    def end_probability(self, messages: list[dict[str, str]], user_text: str) -> float:
-        """Probability that the user's message ends after ``user_text`` (its final
-        punctuation ignored), given the conversation so far in ``messages``."""
-        ...
 
 
 class LlamaChatModel:

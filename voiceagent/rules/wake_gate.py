@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 
 from voiceagent.events import Event, PlaybackStart, TurnEnd
-from voiceagent.wake import strip_wake_phrase
+from voiceagent.rules.wake_phrase import strip_wake_phrase
 
 logger = logging.getLogger(__name__)
 

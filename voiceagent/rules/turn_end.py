@@ -20,24 +20,14 @@ into it (the final transcript is started at the pause anyway):
   close to a coin toss, which is why it only ever shortens the wait when the
   words agree, and lengthens it only to ``unsure_ms``.
 
-``silence_needed_ms`` is the pure decision; ``SmartTurn`` is the model.
+This module is the pure decision (``silence_needed_ms``); the model is
+``voiceagent.stages.smart_turn``.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
-
-import numpy as np
-
-from voiceagent.cpu import onnx_options
-from voiceagent.errors import ModelLoadError, StageError
-from voiceagent.gpu import cuda_available
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,58 +96,3 @@ def silence_needed_ms(
     if probability is not None and probability >= s.threshold:
         return s.complete_ms
     return s.unsure_ms
-
-
-class EndOfTurnModel(Protocol):
-    def probability(self, audio: np.ndarray) -> float:
-        """Probability (0..1) that the turn is complete, from mono float32 16 kHz audio
-        ending now (speech and the silence after it). Blocking; call on a worker."""
-        ...
-
-
-class SmartTurn:
-    """Smart Turn v3.x on onnxruntime (CUDA when available and ``device`` allows)."""
-
-    SECONDS = 8
-    """The model sees the last 8 s, zero-padded at the front."""
-
-    def __init__(self, model_path: Path, threads: int = 1, device: str = "auto") -> None:
-        import onnxruntime
-        from faster_whisper.feature_extractor import FeatureExtractor
-
-        options = onnx_options(threads)
-        use_cuda = device == "cuda" or (device == "auto" and cuda_available("onnxruntime"))
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else [
-            "CPUExecutionProvider"
-        ]
-        try:
-            self._session = onnxruntime.InferenceSession(
-                str(model_path), sess_options=options, providers=providers
-            )
-        except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ModelLoadError(
-                f"cannot load end-of-turn model {model_path}: {err}",
-                "turn.model must be a Smart Turn v3 ONNX file, or set turn.end_model: none",
-            ) from err
-        # faster-whisper's extractor gives the same log-mel features as the
-        # transformers WhisperFeatureExtractor the model was trained with (max
-        # difference 7e-6 measured), so no transformers dependency is needed.
-        self._features = FeatureExtractor(feature_size=80, chunk_length=self.SECONDS)
-        self._frames = self.SECONDS * 100
-        logger.info("end of turn: %s (%s)", model_path.name, providers[0])
-
-    def probability(self, audio: np.ndarray) -> float:
-        n = self.SECONDS * 16000
-        x = np.zeros(n, np.float32)
-        tail = audio[-n:].astype(np.float32, copy=False)
-        x[n - tail.size :] = tail
-        x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)  # as do_normalize=True
-        try:
-            features = self._features(x, padding=0)[None, :, : self._frames]
-            out = self._session.run(None, {"input_features": features})
-        except Exception as err:
-            raise StageError("turn", str(err)) from err
-        return float(np.ravel(out[0])[0])
-
-    def warm_up(self) -> None:
-        self.probability(np.zeros(16000, np.float32))
