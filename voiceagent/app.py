@@ -32,12 +32,13 @@ from voiceagent.clock import TimelineClock
 from voiceagent.config import Config
 from voiceagent.dialogue.conversation import Conversation
 from voiceagent.events import (
+    AnyEvent,
     AsrFinal,
     AsrPartial,
     ErrorEvent,
-    Event,
     EventBus,
     JsonlEventLog,
+    Reason,
     TurnEnd,
 )
 from voiceagent.metrics import LatencyTracker
@@ -106,18 +107,18 @@ class ConsoleDisplay:
     def __init__(self, out: TextIO = sys.stderr) -> None:
         self.out = out
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         match event:
             case AsrFinal(turn=turn, text=text):
                 print(f"[{event.t:7.2f}s] turn {turn} you:       {text}", file=self.out)
-            case TurnEnd(turn=turn, reply=reply, reason="answered"):
+            case TurnEnd(turn=turn, reply=reply, reason=Reason.ANSWERED):
                 print(f"[{event.t:7.2f}s] turn {turn} assistant: {reply}", file=self.out)
-            case TurnEnd(turn=turn, reason=reason) if reason != "answered":
+            case TurnEnd(turn=turn, reason=reason):
                 print(f"[{event.t:7.2f}s] turn {turn} ({reason.replace('_', ' ')})", file=self.out)
             case ErrorEvent(stage=stage, text=text):
                 print(f"[{event.t:7.2f}s] error in {stage}: {text}", file=self.out)
-            case AsrPartial():
-                logger.info("partial: %s", event.text)  # type: ignore[attr-defined]
+            case AsrPartial(text=text):
+                logger.info("partial: %s", text)
             case _:
                 pass
 

@@ -8,6 +8,23 @@ which stage failed and what to do.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    """Where a failure happened (``StageError.stage``, the ``error`` event's ``stage``)."""
+
+    ASR = "asr"
+    LLM = "llm"
+    TTS = "tts"
+    TURN = "turn"
+    """The end-of-turn model."""
+    WAKE = "wake"
+    AEC = "aec"
+    """The echo canceller."""
+    PIPELINE = "pipeline"
+    """The orchestration itself (a bug): the event has turn 0."""
+
 
 class VoiceAgentError(Exception):
     """Base class of every error voiceagent reports to the user."""
@@ -66,7 +83,7 @@ class AudioDeviceError(VoiceAgentError):
 class StageError(VoiceAgentError):
     """A model call failed while answering a turn (ASR, LLM or TTS)."""
 
-    def __init__(self, stage: str, message: str, hint: str | None = None) -> None:
+    def __init__(self, stage: Stage, message: str, hint: str | None = None) -> None:
         super().__init__(f"{stage}: {message}", hint)
-        self.stage = stage
+        self.stage = Stage(stage)
         self.code = f"{stage}-failed"

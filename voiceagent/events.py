@@ -14,9 +14,62 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, fields
-from typing import Callable, ClassVar, TextIO
+from enum import StrEnum
+from typing import Callable, ClassVar, TextIO, Union
+
+from voiceagent.errors import Stage
 
 logger = logging.getLogger(__name__)
+
+
+class Reason(StrEnum):
+    """How a turn ended (``TurnEnd.reason``). Each consumer asks one of the
+    properties below instead of keeping its own list of reasons."""
+
+    ANSWERED = "answered"
+    INTERRUPTED = "interrupted"
+    """A barge-in cut the reply: ``reply`` is the part played."""
+    STOPPED = "stopped"
+    """A ``stop`` command or a new typed request cut the reply: ``reply`` is the part played."""
+    NO_SPEECH = "no_speech"
+    """Empty transcript, or a typical recognizer hallucination."""
+    WAKE_WORD = "wake_word"
+    """The wake word alone (``serve``)."""
+    NOT_ADDRESSED = "not_addressed"
+    """No wake word (``serve``)."""
+    BACKCHANNEL = "backchannel"
+    NOISE = "noise"
+    UNCLEAR = "unclear"
+    ECHO = "echo"
+    """The last four: said over a reply and rejected as an interruption (``bargein.Verdict``)."""
+    ERROR = "error"
+    SHUTDOWN = "shutdown"
+
+    @property
+    def replied(self) -> bool:
+        """A reply to a request was played (it has a latency; the user may follow up)."""
+        return self in (Reason.ANSWERED, Reason.INTERRUPTED)
+
+    @property
+    def kept_in_history(self) -> bool:
+        """The exchange goes into the chat history (as much of the reply as was heard)."""
+        return self in (Reason.ANSWERED, Reason.INTERRUPTED, Reason.STOPPED)
+
+    @property
+    def is_request(self) -> bool:
+        """A request to the assistant, as Home Assistant shows it (not a backchannel)."""
+        return self in (Reason.ANSWERED, Reason.INTERRUPTED, Reason.STOPPED, Reason.ERROR, Reason.SHUTDOWN)
+
+    @property
+    def cut_off(self) -> bool:
+        """The reply was cut short."""
+        return self in (Reason.INTERRUPTED, Reason.STOPPED, Reason.SHUTDOWN)
+
+    @property
+    def logged(self) -> bool:
+        """A turn of a conversation with the assistant, for the conversation log: not
+        no wake word, no words, the wake word alone, its own voice or a knock."""
+        return self not in (Reason.NOT_ADDRESSED, Reason.NO_SPEECH, Reason.WAKE_WORD, Reason.ECHO, Reason.NOISE)
 
 
 @dataclass(frozen=True)
@@ -170,13 +223,10 @@ class TurnEnd(Event):
     """The user's final transcript."""
     reply: str
     """What the assistant said (only what was played)."""
-    reason: str
-    """``answered``; ``interrupted`` (barge-in: ``reply`` is the part played);
-    ``no_speech`` (empty transcript); ``backchannel``, ``noise``, ``unclear`` or
-    ``echo`` (said over a reply and not an interruption: no answer); ``stopped``
-    (the reply was stopped by a command: ``reply`` is the part played);
-    ``not_addressed`` (no wake word); ``wake_word`` (the wake word alone);
-    ``error``; ``shutdown``."""
+    reason: Reason
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", Reason(self.reason))  # also from a plain string
 
 
 @dataclass(frozen=True)
@@ -199,11 +249,21 @@ class WakeWordDetected(Event):
 @dataclass(frozen=True)
 class ErrorEvent(Event):
     type: ClassVar[str] = "error"
-    stage: str
+    stage: Stage
     text: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stage", Stage(self.stage))
 
-Listener = Callable[[Event], None]
+
+AnyEvent = Union[
+    SpeechStart, SpeechEnd, TurnEndJudged, EndOfTurn, AsrPartial, AsrFinal, SpeculationDiscarded,
+    LlmFirstToken, LlmFirstClause, TtsFirstAudio, PlaybackStart, PlaybackEnd, BargeInSuspected,
+    BargeIn, BargeInRejected, TurnEnd, TextRequest, WakeWordDetected, ErrorEvent,
+]
+"""Every event there is: a closed set, so a consumer can ``match`` it exhaustively."""
+
+Listener = Callable[[AnyEvent], None]
 
 
 class EventBus:
@@ -215,7 +275,7 @@ class EventBus:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: AnyEvent) -> None:
         """Give ``event`` to every listener. A listener that fails (a full disk
         under the event log, a closed stderr) is logged and the others still get
         it: the event was published from the middle of a turn, which must not
@@ -234,6 +294,6 @@ class JsonlEventLog:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         self._stream.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
         self._stream.flush()

@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from voiceagent.events import (
+    AnyEvent,
     AsrFinal,
     BargeIn,
     EndOfTurn,
@@ -22,6 +23,7 @@ from voiceagent.events import (
     LlmFirstToken,
     PlaybackEnd,
     PlaybackStart,
+    Reason,
     SpeechEnd,
     SpeechStart,
     TtsFirstAudio,
@@ -56,7 +58,7 @@ class TurnRecord:
     """Seconds on the input timeline, by column key."""
     text: str = ""
     reply: str = ""
-    reason: str = ""
+    reason: Reason | None = None
 
     def ms(self, key: str) -> float | None:
         if self.speech_end is None or key not in self.marks:
@@ -87,7 +89,7 @@ class LatencyTracker:
         self.turns: dict[int, TurnRecord] = {}
         self.barge_ins: list[BargeInRecord] = []
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         if event.turn == 0:
             return
         rec = self.turns.setdefault(event.turn, TurnRecord(event.turn))
@@ -112,13 +114,13 @@ class LatencyTracker:
         return [
             r
             for r in self.turns.values()
-            if r.reason in ("answered", "interrupted") and "v2v" in r.marks
+            if r.reason is not None and r.reason.replied and "v2v" in r.marks
         ]
 
 
 def unanswered_reason(tracker: LatencyTracker) -> str:
     """Why no turn was answered, in words: no speech at all, or how each ended."""
-    reasons = [r.reason or "unfinished" for r in tracker.turns.values()]
+    reasons = [str(r.reason or "unfinished") for r in tracker.turns.values()]
     if not reasons:
         return "no speech was heard"
     counts = {reason: reasons.count(reason) for reason in dict.fromkeys(reasons)}

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from voiceagent.audio.convert import float_to_int16_bytes
-from voiceagent.errors import StageError
+from voiceagent.errors import Stage, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class WebRtcEchoCanceller:
                 auto_gain_control=False,
             )
         except Exception as err:
-            raise StageError("aec", f"cannot start WebRTC audio processing: {err}") from err
+            raise StageError(Stage.AEC, f"cannot start WebRTC audio processing: {err}") from err
 
     def set_delay_ms(self, delay_ms: int) -> None:
         """Milliseconds from a block being played to its echo reaching the mic,
@@ -161,7 +161,7 @@ class WebRtcEchoCanceller:
                 self._apm.process_stream(frame)
                 out[i // 2 : i // 2 + n] = np.frombuffer(frame.data, np.int16)
         except RuntimeError as err:
-            raise StageError("aec", f"WebRTC audio processing failed: {err}") from err
+            raise StageError(Stage.AEC, f"WebRTC audio processing failed: {err}") from err
         out /= 32768.0
         return out
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
@@ -30,11 +31,19 @@ SILENT_DB = -70.0
 """Output quieter than this (dBFS) counts as nothing played."""
 
 
+class NoticeKind(StrEnum):
+    START = "start"
+    """The first sample of a turn was played."""
+    END = "end"
+    """The last sample of a turn was played, or it was flushed."""
+    PAUSE = "pause"
+    """The output was held mid-turn: the first silent sample."""
+    RESUME = "resume"
+
+
 @dataclass(frozen=True)
 class PlaybackNotice:
-    kind: str
-    """``start`` (first sample of a turn played), ``end`` (last sample, or flushed),
-    ``pause`` (output held mid-turn: first silent sample) or ``resume``."""
+    kind: NoticeKind
     turn: int
     offset: int
     """Sample offset inside the pulled block where it happened."""
@@ -120,7 +129,7 @@ class Speaker:
 
     def _end(self, turn: int, state: _TurnAudio, offset: int, flushed: bool = False) -> None:
         self._pending.append(
-            PlaybackNotice("end", turn, offset, state.played, _heard(state), flushed)
+            PlaybackNotice(NoticeKind.END, turn, offset, state.played, _heard(state), flushed)
         )
         del self._turns[turn]
 
@@ -181,14 +190,14 @@ class Speaker:
             else:
                 limit = n
                 if self._paused_turn is not None:
-                    notices.append(PlaybackNotice("resume", self._paused_turn, 0))
+                    notices.append(PlaybackNotice(NoticeKind.RESUME, self._paused_turn, 0))
                     self._paused_turn = None
                     self._fade_in = True
             filled = self._fill(out, min(limit, n), notices)
             if self._held and limit:
                 out[:filled] *= np.linspace(1.0, 0.0, filled, dtype=np.float32)
                 if self._paused_turn in self._turns:
-                    notices.append(PlaybackNotice("pause", self._paused_turn, filled))
+                    notices.append(PlaybackNotice(NoticeKind.PAUSE, self._paused_turn, filled))
                 else:  # the fade played its last samples: it ended instead
                     self._paused_turn = None
             elif self._fade_in and filled:
@@ -222,7 +231,7 @@ class Speaker:
             state = self._turns.get(turn)
             if state is not None and not state.started:
                 state.started = True
-                notices.append(PlaybackNotice("start", turn, filled))
+                notices.append(PlaybackNotice(NoticeKind.START, turn, filled))
             take = min(n - filled, audio.size - self._head_pos)
             out[filled : filled + take] = audio[self._head_pos : self._head_pos + take]
             filled += take

@@ -14,6 +14,7 @@ import numpy as np
 
 from voiceagent.audio.speaker import PlaybackNotice
 from voiceagent.dialogue.conversation import Conversation
+from voiceagent.errors import Stage
 from voiceagent.events import ErrorEvent, EventBus, WakeWordDetected
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.wake import CHUNK_MS, WakeWordDetector
@@ -73,7 +74,7 @@ class Listener:
             # no longer heard; retrying every 80 ms would only flood the log.
             self._failed = True
             logger.exception("wake word detector failed, spoken requests are off until a restart")
-            self.bus.publish(ErrorEvent(end_t, 0, stage="wake", text=str(err)))
+            self.bus.publish(ErrorEvent(end_t, 0, stage=Stage.WAKE, text=str(err)))
             return
         if fired:
             probability = self.detector.last_probability

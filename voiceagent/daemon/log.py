@@ -26,20 +26,9 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from voiceagent.errors import VoiceAgentError
-from voiceagent.events import Event, PlaybackStart, SpeechEnd, TextRequest, TurnEnd
+from voiceagent.events import AnyEvent, PlaybackStart, Reason, SpeechEnd, TextRequest, TurnEnd
 
 logger = logging.getLogger(__name__)
-
-NOT_LOGGED = ("not_addressed", "no_speech", "wake_word", "echo", "noise")
-"""Turn endings that are not turns of a conversation with the assistant: no wake
-word, no words, the wake word alone, the assistant's own voice, a knock."""
-
-REQUESTS = ("answered", "interrupted", "stopped", "error", "shutdown")
-"""Turn endings of a request (not a backchannel or an unclear sound over a reply)."""
-
-CUT_OFF = ("interrupted", "stopped", "shutdown")
-"""Turn endings that cut the reply short."""
-
 
 @dataclass(frozen=True)
 class TurnSummary:
@@ -51,7 +40,7 @@ class TurnSummary:
     transcript: str
     reply: str
     """What was played of the reply."""
-    reason: str
+    reason: Reason
     """As in ``TurnEnd``."""
     latency_ms: int | None
     """Milliseconds from the end of the request (the user's last pause, or the typed
@@ -59,7 +48,7 @@ class TurnSummary:
 
     @property
     def interrupted(self) -> bool:
-        return self.reason in CUT_OFF and bool(self.reply)
+        return self.reason.cut_off and bool(self.reply)
 
 
 class TurnSummaries:
@@ -72,7 +61,7 @@ class TurnSummaries:
         self._first_sound: dict[int, float] = {}
         self._sources: dict[int, str] = {}
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         match event:
             case SpeechEnd(turn=turn):
                 self._request_end[turn] = event.t  # the last pause is the one that counts
@@ -106,7 +95,7 @@ class ConversationLog:
             ) from None
 
     def __call__(self, turn: TurnSummary) -> None:
-        if turn.reason in NOT_LOGGED:
+        if not turn.reason.logged:
             return
         self.write({
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),

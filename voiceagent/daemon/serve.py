@@ -40,7 +40,7 @@ from voiceagent.audio.streams import (
 )
 from voiceagent.config import Config
 from voiceagent.daemon.listener import Listener
-from voiceagent.daemon.log import REQUESTS, ConversationLog, TurnSummaries, TurnSummary
+from voiceagent.daemon.log import ConversationLog, TurnSummaries, TurnSummary
 from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
 from voiceagent.events import EventBus, JsonlEventLog
@@ -97,7 +97,7 @@ class StatePublisher:
         self.bridge = bridge
 
     def __call__(self, turn: TurnSummary) -> None:
-        if turn.reason not in REQUESTS:
+        if not turn.reason.is_request:
             return
         if turn.transcript:
             self.bridge.publish_state("transcript", turn.transcript)

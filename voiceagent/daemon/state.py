@@ -7,8 +7,8 @@ import logging
 from typing import Callable
 
 from voiceagent.events import (
+    AnyEvent,
     EndOfTurn,
-    Event,
     PlaybackEnd,
     PlaybackStart,
     SpeechStart,
@@ -50,7 +50,7 @@ class StateReporter:
         self._speech: int | None = None
         """The turn of the speech going on (addressed or not)."""
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         match event:
             case SpeechStart(turn=turn):
                 self._speech = turn

@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voiceagent.audio.convert import resample, rms_db, trim_leading_silence
-from voiceagent.audio.speaker import PlaybackNotice, Speaker
+from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.dialogue.history import Exchange, History
 from voiceagent.dialogue.turn import Turn, TurnState
-from voiceagent.errors import StageError
+from voiceagent.errors import Stage, StageError
 from voiceagent.events import (
     AsrFinal,
     AsrPartial,
@@ -57,6 +57,7 @@ from voiceagent.events import (
     LlmFirstToken,
     PlaybackEnd,
     PlaybackStart,
+    Reason,
     SpeculationDiscarded,
     SpeechEnd,
     SpeechStart,
@@ -291,22 +292,22 @@ class Conversation:
     def on_playback(self, notice: PlaybackNotice, t: float) -> None:
         turn = self._turns.get(notice.turn)
         match notice.kind:
-            case "start":
+            case NoticeKind.START:
                 self.bus.publish(PlaybackStart(t, notice.turn))
                 return
-            case "pause":
+            case NoticeKind.PAUSE:
                 self._paused_at[notice.turn] = t
                 return
-            case "resume":
+            case NoticeKind.RESUME:
                 self._paused_at.pop(notice.turn, None)
                 return
         # A flushed turn went quiet when it was paused, not when it was dropped.
         t = self._paused_at.pop(notice.turn, t) if notice.flushed else t
         self.bus.publish(PlaybackEnd(t, notice.turn, played_s=notice.played_samples / self.rate))
         if turn is not None:
-            reason = "answered"
+            reason = Reason.ANSWERED
             if notice.flushed:
-                reason = "stopped" if notice.turn in self._stopped else "interrupted"
+                reason = Reason.STOPPED if notice.turn in self._stopped else Reason.INTERRUPTED
             self._stopped.pop(notice.turn, None)
             self._finish_turn(turn, t, reply=notice.heard, interrupted=notice.flushed, reason=reason)
 
@@ -374,7 +375,7 @@ class Conversation:
                 BargeIn(now, turn_id, by_turn=sus.utt.turn, played_s=played / self.rate, heard=heard)
             )
             if played == 0:  # nothing was audible, so no end notice will come
-                self._finish_turn(turn, now, reply="", interrupted=True, reason="interrupted")
+                self._finish_turn(turn, now, reply="", interrupted=True, reason=Reason.INTERRUPTED)
             # else: on_playback finishes it when the output has gone quiet
         self._undisturb()
         logger.info("turn %d interrupted by turn %d", sus.replies[0], sus.utt.turn)
@@ -649,17 +650,17 @@ class Conversation:
         turn.commit()
         if utt.ignored is not None:
             logger.info("turn %d: %s over a reply (%r), not answered", turn.id, utt.ignored, turn.user_text)
-            self._finish_turn(turn, now, reply="", reason=utt.ignored)
+            self._finish_turn(turn, now, reply="", reason=Reason(utt.ignored))
         elif not addressed:
             logger.info("turn %d: no wake word (%r), not answered", turn.id, utt.heard_text)
-            self._finish_turn(turn, now, reply="", reason="not_addressed")
+            self._finish_turn(turn, now, reply="", reason=Reason.NOT_ADDRESSED)
         elif not turn.user_text or is_probably_noise(turn.user_text):
             if utt.heard_text.strip() and not turn.user_text:
                 logger.info("turn %d: the wake word alone (%r)", turn.id, utt.heard_text)
-                reason = "wake_word"
+                reason = Reason.WAKE_WORD
             else:
                 logger.info("turn %d: no speech recognized (%r)", turn.id, turn.user_text)
-                reason = "no_speech"
+                reason = Reason.NO_SPEECH
             self._finish_turn(turn, now, reply="", reason=reason)
         else:
             if self.gate is not None:
@@ -677,7 +678,7 @@ class Conversation:
         self._forget_suspicion(utt)
         if self._utt is utt:
             self._utt = None
-        self.bus.publish(TurnEnd(self.clock.now(), utt.turn, "", "", reason="error"))
+        self.bus.publish(TurnEnd(self.clock.now(), utt.turn, "", "", reason=Reason.ERROR))
 
     # -------------------------------------------------------- text commands
 
@@ -715,7 +716,7 @@ class Conversation:
             turn.cancel()
             stopped += 1
             if played == 0:  # nothing was audible, so no end notice will come
-                self._finish_turn(turn, now, reply="", interrupted=True, reason="stopped")
+                self._finish_turn(turn, now, reply="", interrupted=True, reason=Reason.STOPPED)
             else:
                 self._stopped[turn.id] = heard  # on_playback finishes it once quiet
         if stopped:
@@ -840,7 +841,7 @@ class Conversation:
         t: float,
         reply: str,
         interrupted: bool = False,
-        reason: str = "answered",
+        reason: Reason = Reason.ANSWERED,
     ) -> None:
         if turn.state is TurnState.DONE:
             return
@@ -848,9 +849,9 @@ class Conversation:
             turn.commit()
         turn.state = TurnState.DONE
         self._turns.pop(turn.id, None)
-        if reason == "answered" and turn.failed and not reply:
-            reason = "error"
-        if reason in ("answered", "interrupted", "stopped") and turn.user_text:
+        if reason is Reason.ANSWERED and turn.failed and not reply:
+            reason = Reason.ERROR
+        if reason.kept_in_history and turn.user_text:
             self.history.add(Exchange(turn.id, turn.user_text, reply, interrupted))
             prefix = self.history.prefix(self.cfg.llm.system_prompt)
             self._spawn(self._prefill(prefix))
@@ -871,7 +872,7 @@ class Conversation:
         err = task.exception()
         if err is not None:
             logger.error("conversation task failed", exc_info=err)
-            self.bus.publish(ErrorEvent(self.clock.now(), 0, stage="pipeline", text=repr(err)))
+            self.bus.publish(ErrorEvent(self.clock.now(), 0, stage=Stage.PIPELINE, text=repr(err)))
 
     async def aclose(self) -> None:
         """Cancel everything in flight and wait for it."""
@@ -880,10 +881,10 @@ class Conversation:
             if turn.state is TurnState.COMMITTED:
                 played = self.speaker.heard_text(turn.id)
                 self.speaker.flush(turn.id)
-                self._finish_turn(turn, self.clock.now(), played, interrupted=True, reason="shutdown")
+                self._finish_turn(turn, self.clock.now(), played, interrupted=True, reason=Reason.SHUTDOWN)
             elif turn.id in self._stopped:  # its end notice will not come now
                 heard = self._stopped[turn.id]
-                self._finish_turn(turn, self.clock.now(), heard, interrupted=True, reason="stopped")
+                self._finish_turn(turn, self.clock.now(), heard, interrupted=True, reason=Reason.STOPPED)
             turn.cancel()
         self._stopped.clear()
         tasks = list(self._tasks)

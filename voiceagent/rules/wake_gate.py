@@ -23,16 +23,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from voiceagent.events import Event, PlaybackStart, TurnEnd
+from voiceagent.events import AnyEvent, PlaybackStart, TurnEnd
 from voiceagent.rules.wake_phrase import strip_wake_phrase
 
 logger = logging.getLogger(__name__)
-
-FOLLOW_UP_REASONS = ("answered", "interrupted")
-"""Turn endings after which the user may go on without the wake word: a reply to
-a request (spoken or asked). Not after an announcement (``say``, no request)
-nor after the stop button (the user wanted it quiet)."""
-
 
 @dataclass(frozen=True)
 class WakeGateSettings:
@@ -67,7 +61,7 @@ class WakeGate:
         horizon = t - self.settings.listen_s - self.settings.lead_s
         self._wakes = [w for w in self._wakes if w >= horizon]
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: AnyEvent) -> None:
         """Follow the conversation's replies (subscribe this to the event bus)."""
         match event:
             case PlaybackStart(turn=turn):
@@ -75,7 +69,9 @@ class WakeGate:
             case TurnEnd(turn=turn, reason=reason):
                 was_playing = turn in self._replying
                 self._replying.discard(turn)
-                if was_playing and reason in FOLLOW_UP_REASONS and event.text:
+                # a reply to a request (spoken or asked); not after an announcement
+                # (``say``, no request) nor the stop button (the user wanted it quiet)
+                if was_playing and reason.replied and event.text:
                     self._follow_until = event.t + self.settings.follow_up_s
 
     def accepted(self, start_t: float) -> None:

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from voiceagent.config import LlmConfig
-from voiceagent.errors import ModelLoadError, StageError
+from voiceagent.errors import ModelLoadError, Stage, StageError
 from voiceagent.gpu import cuda_available
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class LlamaChatModel:
         except GeneratorExit:
             raise
         except Exception as err:
-            raise StageError("llm", str(err)) from err
+            raise StageError(Stage.LLM, str(err)) from err
 
     def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
         """Put the next turn's prefix in the KV cache while nobody is waiting.
@@ -141,7 +141,7 @@ class LlamaChatModel:
                 llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
             ).astype(np.float64)
         except Exception as err:  # llama.cpp raises RuntimeError on decode failures
-            raise StageError("llm", str(err)) from err
+            raise StageError(Stage.LLM, str(err)) from err
         probs = np.exp(logits - logits.max())
         return float(probs[self._end_tokens].sum() / probs.sum())
 

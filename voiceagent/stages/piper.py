@@ -11,7 +11,7 @@ import numpy as np
 
 from voiceagent.config import TtsConfig
 from voiceagent.cpu import onnx_options
-from voiceagent.errors import ModelLoadError, StageError
+from voiceagent.errors import ModelLoadError, Stage, StageError
 from voiceagent.gpu import cuda_available
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class PiperSynthesizer:
         except GeneratorExit:
             raise
         except Exception as err:
-            raise StageError("tts", str(err)) from err
+            raise StageError(Stage.TTS, str(err)) from err
 
     def warm_up(self) -> None:
         for _ in self.synthesize("Hello."):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from voiceagent.cpu import onnx_options
-from voiceagent.errors import ModelLoadError, StageError
+from voiceagent.errors import ModelLoadError, Stage, StageError
 from voiceagent.gpu import cuda_available
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class SmartTurn:
             features = self._features(x, padding=0)[None, :, : self._frames]
             out = self._session.run(None, {"input_features": features})
         except Exception as err:
-            raise StageError("turn", str(err)) from err
+            raise StageError(Stage.TURN, str(err)) from err
         return float(np.ravel(out[0])[0])
 
     def warm_up(self) -> None:

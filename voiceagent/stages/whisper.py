@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from voiceagent.config import AsrConfig
-from voiceagent.errors import ModelLoadError, StageError
+from voiceagent.errors import ModelLoadError, Stage, StageError
 from voiceagent.gpu import cuda_available
 from voiceagent.stages.protocols import Transcript
 
@@ -120,7 +120,7 @@ class WhisperTranscriber:
                 suppress_tokens=self._suppress,
             )[0]
         except Exception as err:  # ctranslate2 raises RuntimeError/ValueError
-            raise StageError("asr", str(err)) from err
+            raise StageError(Stage.ASR, str(err)) from err
         tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
         # As faster-whisper: scores are length-normalised sums; avg over len + 1.
         logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
@@ -147,7 +147,7 @@ class WhisperTranscriber:
             )
             kept = [s for s in segments if s.no_speech_prob < 0.8 or s.avg_logprob > -0.7]
         except Exception as err:
-            raise StageError("asr", str(err)) from err
+            raise StageError(Stage.ASR, str(err)) from err
         text = " ".join(s.text.strip() for s in kept).strip()
         logprob = sum(s.avg_logprob for s in kept) / len(kept) if kept else None
         return Transcript(text=text, seconds=time.perf_counter() - start, logprob=logprob)
