@@ -1,8 +1,7 @@
 """The barge-in policy, as pure decisions on plain values."""
 
-from voiceagent.config import DEFAULT_BACKCHANNELS
+from voiceagent.config import BargeInConfig
 from voiceagent.rules.bargein import (
-    BargeInSettings,
     Verdict,
     confirms_by_duration,
     counts_as_speech,
@@ -12,7 +11,7 @@ from voiceagent.rules.bargein import (
     words_of,
 )
 
-S = BargeInSettings(backchannels=tuple(DEFAULT_BACKCHANNELS))
+S = BargeInConfig().settings()
 
 
 def test_user_speech_must_be_voiced_and_stand_out_of_the_echo():

@@ -77,7 +77,7 @@ def test_a_new_request_replaces_the_reply_that_is_playing():
 
 
 def gate(**kw) -> WakeGate:
-    return WakeGate(WakeGateSettings(**{"listen_s": 3.0, "follow_up_s": 2.0, **kw}))
+    return WakeGate(WakeGateSettings(**{"listen_s": 3.0, "follow_up_s": 2.0, "phrase": "", **kw}))
 
 
 QUESTION = np.concatenate([silence(0.5), tone(1.0), silence(3.0)])

@@ -49,7 +49,7 @@ def test_state_follows_a_spoken_turn():
 
 
 def test_speech_without_the_wake_word_leaves_it_idle():
-    g = WakeGate(WakeGateSettings(listen_s=3.0))
+    g = WakeGate(WakeGateSettings(listen_s=3.0, follow_up_s=6.0, phrase=""))
     rep, seen = reporter(g)
     for e in [SpeechStart(1.0, 1), EndOfTurn(2.3, 1), TurnEnd(2.5, 1, "tv", "", "not_addressed")]:
         rep(e)
@@ -57,7 +57,7 @@ def test_speech_without_the_wake_word_leaves_it_idle():
 
 
 def test_the_wake_word_makes_it_listen_then_idle_when_nothing_follows():
-    g = WakeGate(WakeGateSettings(listen_s=3.0))
+    g = WakeGate(WakeGateSettings(listen_s=3.0, follow_up_s=6.0, phrase=""))
     rep, seen = reporter(g)
     rep(SpeechStart(1.0, 1))
     g.heard(1.6)
@@ -162,7 +162,7 @@ def test_muted_it_hears_nothing():
 
 def test_the_detector_wakes_the_gate_and_the_request_is_answered():
     detector = WakeWordDetector("hey_jarvis", 0.5, 16000, backend=Always())
-    g = WakeGate(WakeGateSettings())
+    g = WakeGate(WakeGateSettings(listen_s=8.0, follow_up_s=6.0, phrase=""))
     events = listen(QUESTION, detector=detector, gate=g)
     wakes = [e for e in events if e.type == "wake_word"]
     assert len(wakes) == 1 and 0.5 < wakes[0].t < 0.7
@@ -170,6 +170,6 @@ def test_the_detector_wakes_the_gate_and_the_request_is_answered():
 
 
 def test_without_the_detector_firing_the_request_is_ignored():
-    g = WakeGate(WakeGateSettings())
+    g = WakeGate(WakeGateSettings(listen_s=8.0, follow_up_s=6.0, phrase=""))
     events = listen(QUESTION, gate=g)
     assert [e.reason for e in events if e.type == "turn_end"] == ["not_addressed"]

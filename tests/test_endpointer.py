@@ -53,12 +53,14 @@ def test_scattered_speech_within_window_starts():
 
 
 def test_max_utterance_forces_end():
-    settings = EndpointerSettings(frame_ms=20, max_utterance_ms=1000)
+    settings = EndpointerSettings(frame_ms=20, start_ms=60, resume_ms=60, speculate_ms=200,
+                                 trailing_silence_ms=650, max_utterance_ms=1000)
     decisions = run(frames(3000, True), settings)
     assert [d for _, d in decisions][:2] == [Decision.START, Decision.END]
 
 
 def test_speculate_zero_pauses_on_first_silent_frame():
-    settings = EndpointerSettings(frame_ms=20, speculate_ms=0, trailing_silence_ms=200)
+    settings = EndpointerSettings(frame_ms=20, start_ms=60, resume_ms=60, speculate_ms=0,
+                                 trailing_silence_ms=200, max_utterance_ms=20000)
     decisions = run(frames(200, True) + frames(300, False), settings)
     assert decisions[1] == (10, Decision.PAUSE)

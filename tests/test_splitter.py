@@ -2,7 +2,7 @@ from voiceagent.rules.splitter import ClauseSplitter, clean_for_speech
 
 
 def feed(text: str, splitter: ClauseSplitter | None = None, step: int = 3) -> list[str]:
-    s = splitter or ClauseSplitter(first_min_words=3, min_words=6)
+    s = splitter or ClauseSplitter(first_min_words=3, min_words=6, first_max_words=0)
     out: list[str] = []
     for i in range(0, len(text), step):
         out += s.push(text[i : i + step])
@@ -10,7 +10,7 @@ def feed(text: str, splitter: ClauseSplitter | None = None, step: int = 3) -> li
 
 
 def test_sentences_are_split_as_they_complete():
-    s = ClauseSplitter()
+    s = ClauseSplitter(first_min_words=3, min_words=6, first_max_words=0)
     assert s.push("The capital of France is Paris.") == []  # no space yet: maybe "Paris.5"
     assert s.push(" It is") == ["The capital of France is Paris."]
     assert s.flush() == ["It is"]
@@ -41,16 +41,16 @@ def test_markup_and_emojis_are_removed():
 
 
 def test_unfinished_tail_dropped_only_after_a_full_sentence():
-    s = ClauseSplitter()
+    s = ClauseSplitter(first_min_words=3, min_words=6, first_max_words=0)
     s.push("It is sunny today. And then I")
     assert s.flush(keep_unfinished=False) == []
-    s = ClauseSplitter()
+    s = ClauseSplitter(first_min_words=3, min_words=6, first_max_words=0)
     s.push("Sunny and warm")
     assert s.flush(keep_unfinished=False) == ["Sunny and warm"]
 
 
 def test_sentence_count_drives_the_max_sentences_cut():
-    s = ClauseSplitter()
+    s = ClauseSplitter(first_min_words=3, min_words=6, first_max_words=0)
     s.push("One. Two! Three? ")
     assert s.sentences == 3
 

@@ -68,7 +68,8 @@ def run(ep: Endpointer, flags: list[bool]) -> list[tuple[int, Decision]]:
 
 
 def test_endpointer_ends_after_the_silence_set_for_this_pause():
-    ep = Endpointer(EndpointerSettings(frame_ms=20, speculate_ms=100, trailing_silence_ms=1000))
+    ep = Endpointer(EndpointerSettings(frame_ms=20, start_ms=60, resume_ms=60, speculate_ms=100,
+                                       trailing_silence_ms=1000, max_utterance_ms=20000))
     got = run(ep, [True] * 10 + [False] * 8)
     assert got == [(2, Decision.START), (14, Decision.PAUSE)]
     ep.set_silence_needed(200)  # 8 silent frames = 160 ms so far
@@ -77,14 +78,16 @@ def test_endpointer_ends_after_the_silence_set_for_this_pause():
 
 
 def test_a_shorter_silence_than_already_passed_ends_at_the_next_frame():
-    ep = Endpointer(EndpointerSettings(frame_ms=20, speculate_ms=100, trailing_silence_ms=1000))
+    ep = Endpointer(EndpointerSettings(frame_ms=20, start_ms=60, resume_ms=60, speculate_ms=100,
+                                       trailing_silence_ms=1000, max_utterance_ms=20000))
     run(ep, [True] * 10 + [False] * 20)
     ep.set_silence_needed(250)
     assert ep.push(False) is Decision.END
 
 
 def test_resumed_speech_restores_the_default_silence():
-    ep = Endpointer(EndpointerSettings(frame_ms=20, speculate_ms=100, trailing_silence_ms=400))
+    ep = Endpointer(EndpointerSettings(frame_ms=20, start_ms=60, resume_ms=60, speculate_ms=100,
+                                       trailing_silence_ms=400, max_utterance_ms=20000))
     run(ep, [True] * 10 + [False] * 6)
     ep.set_silence_needed(2000)
     got = run(ep, [True] * 5 + [False] * 20)

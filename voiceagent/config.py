@@ -1,5 +1,10 @@
 """The one validated configuration model, loaded in one place.
 
+It is also the one source of defaults: the pure rules' settings objects have
+none of their own, and each is built here from its section
+(``Config.endpointer_settings``, ``TurnConfig.end_settings``,
+``BargeInConfig.settings``, ``WakeConfig.gate_settings``, ``TtsConfig.splitter``).
+
 Every section forbids unknown keys, so a typo is an error that names the key
 instead of a silently ignored setting. Model paths that are relative are resolved
 against the directory of the config file (the repository root for the shipped
@@ -17,6 +22,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from voiceagent.errors import ConfigError
+from voiceagent.rules.bargein import BargeInSettings
+from voiceagent.rules.endpointer import EndpointerSettings
+from voiceagent.rules.splitter import ClauseSplitter
+from voiceagent.rules.turn_end import TurnEndSettings
+from voiceagent.rules.wake_gate import WakeGateSettings
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +147,10 @@ class TtsConfig(_Section):
     )
     clause_min_words: int = Field(6, ge=1, le=100)
 
+    def splitter(self) -> ClauseSplitter:
+        """A new splitter for one reply."""
+        return ClauseSplitter(self.first_clause_min_words, self.clause_min_words, self.first_clause_max_words)
+
 
 class TurnConfig(_Section):
     """When the user's turn is over (see ``voiceagent.turn_end``)."""
@@ -169,6 +183,15 @@ class TurnConfig(_Section):
         description="LLM probability of the message ending here below which the words "
         "are unfinished (0: do not ask the LLM)",
     )
+
+    def end_settings(self) -> TurnEndSettings:
+        return TurnEndSettings(
+            complete_ms=self.complete_silence_ms,
+            unsure_ms=self.unsure_silence_ms,
+            unfinished_ms=self.unfinished_silence_ms,
+            threshold=self.threshold,
+            words_threshold=self.words_threshold,
+        )
 
 
 class EchoConfig(_Section):
@@ -247,6 +270,15 @@ class BargeInConfig(_Section):
         "interrupt",
     )
 
+    def settings(self) -> BargeInSettings:
+        return BargeInSettings(
+            min_speech_ms=self.min_speech_ms,
+            confirm_ms=self.confirm_ms,
+            speech_threshold=self.speech_threshold,
+            echo_margin_db=self.echo_margin_db,
+            backchannels=tuple(self.backchannels),
+        )
+
 
 WAKE_MODELS = ("okay_nabu", "hey_jarvis", "hey_mycroft", "alexa", "hey_rhasspy")
 """pyopen-wakeword's built-in models."""
@@ -283,6 +315,9 @@ class WakeConfig(_Section):
 
     def wake_phrase(self) -> str:
         return self.phrase if self.phrase is not None else WAKE_PHRASES.get(self.model, "")
+
+    def gate_settings(self) -> WakeGateSettings:
+        return WakeGateSettings(listen_s=self.listen_s, follow_up_s=self.follow_up_s, phrase=self.wake_phrase())
 
 
 class MqttTlsConfig(_Section):
@@ -356,6 +391,18 @@ class Config(_Section):
         """An absolute path for a (possibly relative) path from the config."""
         path = path.expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def endpointer_settings(self) -> EndpointerSettings:
+        """Without speculation the pause is the end of the turn (nothing starts earlier)."""
+        vad = self.vad
+        return EndpointerSettings(
+            frame_ms=vad.frame_ms,
+            start_ms=vad.start_ms,
+            resume_ms=vad.resume_ms,
+            speculate_ms=vad.speculate_ms if self.turn.speculative else vad.trailing_silence_ms,
+            trailing_silence_ms=vad.trailing_silence_ms,
+            max_utterance_ms=int(vad.max_utterance_s * 1000),
+        )
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -139,7 +139,8 @@ class NaivePipeline:
             {"role": "system", "content": cfg.llm.system_prompt},
             {"role": "user", "content": text},
         ]
-        splitter = ClauseSplitter(cfg.tts.first_clause_min_words, cfg.tts.clause_min_words)
+        # The whole reply is synthesized at once here: no first-clause cut.
+        splitter = ClauseSplitter(cfg.tts.first_clause_min_words, cfg.tts.clause_min_words, first_max_words=0)
         clauses: list[str] = []
         stream = self._models.chat.stream_chat(messages)
         try:

@@ -45,7 +45,7 @@ from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
 from voiceagent.events import EventBus, JsonlEventLog
 from voiceagent.mqtt import MqttBridge
-from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings
+from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.wake import WakeWordDetector
 
 logger = logging.getLogger(__name__)
@@ -156,11 +156,7 @@ async def _serve(
     bus.subscribe(summaries)
     gate = None
     if detector is not None:
-        gate = WakeGate(
-            WakeGateSettings(
-                listen_s=cfg.wake.listen_s, follow_up_s=cfg.wake.follow_up_s, phrase=cfg.wake.wake_phrase()
-            )
-        )
+        gate = WakeGate(cfg.wake.gate_settings())
         bus.subscribe(gate.on_event)  # before the state, which asks it
     conv, speaker, clock = build_conversation(cfg, models, bus, gate=gate)
     listener = Listener(conv, bus, cfg.audio.sample_rate, detector, gate)

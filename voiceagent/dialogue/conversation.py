@@ -67,7 +67,6 @@ from voiceagent.events import (
     TurnEndJudged,
 )
 from voiceagent.rules.bargein import (
-    BargeInSettings,
     Verdict,
     confirms_by_duration,
     counts_as_speech,
@@ -75,11 +74,9 @@ from voiceagent.rules.bargein import (
     is_user_speech,
     judge,
 )
-from voiceagent.rules.endpointer import Decision, Endpointer, EndpointerSettings
+from voiceagent.rules.endpointer import Decision, Endpointer
 from voiceagent.rules.noise_floor import NoiseFloor
-from voiceagent.rules.splitter import ClauseSplitter
 from voiceagent.rules.turn_end import (
-    TurnEndSettings,
     silence_needed_ms,
     words_unfinished,
 )
@@ -189,16 +186,7 @@ class Conversation:
         self.rate = cfg.audio.sample_rate
         self.frame_s = cfg.vad.frame_ms / 1000
         self.history = History(cfg.llm.max_history_turns)
-        self.endpointer = Endpointer(
-            EndpointerSettings(
-                frame_ms=cfg.vad.frame_ms,
-                start_ms=cfg.vad.start_ms,
-                resume_ms=cfg.vad.resume_ms,
-                speculate_ms=cfg.vad.speculate_ms if cfg.turn.speculative else cfg.vad.trailing_silence_ms,
-                trailing_silence_ms=cfg.vad.trailing_silence_ms,
-                max_utterance_ms=int(cfg.vad.max_utterance_s * 1000),
-            )
-        )
+        self.endpointer = Endpointer(cfg.endpointer_settings())
         # Partials get their own thread so a partial that is still running when
         # the user stops never delays the final transcript behind it.
         self.asr_worker = workers("asr")
@@ -207,14 +195,7 @@ class Conversation:
         self.tts_worker = workers("tts")
         self.end_worker = workers("turn-end")
         self.end_model = end_model
-        tc = cfg.turn
-        self.turn_end = TurnEndSettings(
-            complete_ms=tc.complete_silence_ms,
-            unsure_ms=tc.unsure_silence_ms,
-            unfinished_ms=tc.unfinished_silence_ms,
-            threshold=tc.threshold,
-            words_threshold=tc.words_threshold,
-        )
+        self.turn_end = cfg.turn.end_settings()
         pre_roll = -(-cfg.vad.pre_roll_ms // cfg.vad.frame_ms)
         self._recent: deque[np.ndarray] = deque(maxlen=pre_roll + 64)
         self._utt: _Utterance | None = None
@@ -225,14 +206,7 @@ class Conversation:
         self._turns: dict[int, Turn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pre_roll_frames = pre_roll
-        bi = cfg.barge_in
-        self.barge_in = BargeInSettings(
-            min_speech_ms=bi.min_speech_ms,
-            confirm_ms=bi.confirm_ms,
-            speech_threshold=bi.speech_threshold,
-            echo_margin_db=bi.echo_margin_db,
-            backchannels=tuple(bi.backchannels),
-        )
+        self.barge_in = cfg.barge_in.settings()
         self.second_stage = second_stage
         self.noise_floor = NoiseFloor(cfg.vad.end_margin_db)
         self._gating = False
@@ -774,9 +748,7 @@ class Conversation:
         """Stream the LLM reply into clauses, stopping after max_sentences."""
         cfg = self.cfg
         messages = self.history.messages(cfg.llm.system_prompt, turn.user_text)
-        splitter = ClauseSplitter(
-            cfg.tts.first_clause_min_words, cfg.tts.clause_min_words, cfg.tts.first_clause_max_words
-        )
+        splitter = cfg.tts.splitter()
         first_clause = True
 
         def hand_over(clause: str) -> None:

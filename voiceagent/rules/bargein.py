@@ -47,27 +47,30 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class BargeInSettings:
-    min_speech_ms: int = 200
+    """Built from the config (``BargeInConfig.settings``), its one source of defaults."""
+
+    min_speech_ms: int
     """Suspected speech shorter than this (milliseconds voiced) is too short to
     be an interruption on its words alone (``Verdict.SHORT``)."""
-    confirm_ms: int = 1000
+    confirm_ms: int
     """Voiced milliseconds that confirm an interruption without waiting for words."""
-    speech_threshold: float = 0.5
+    speech_threshold: float
     """Second-stage (Silero) speech probability, 0..1, for a frame to count as speech."""
+    echo_margin_db: float
+    """Input quieter than the reply's own level plus this (decibels) is echo."""
+    backchannels: tuple[str, ...]
+    """Words and phrases that acknowledge rather than interrupt."""
+    # Measured constants of the policy, not settings:
     noise_probability: float = 0.1
     """Suspected speech whose second-stage probability never reached this is
     noise, rejected as soon as it stops, without waiting for a transcript.
     Silero stays below 0.05 on a noise burst but gives 0.1-0.3 even to a word
     that AEC3 half-suppressed in double talk."""
-    echo_margin_db: float = -25.0
-    """Input quieter than the reply's own level plus this (decibels) is echo."""
     min_logprob: float = -0.8
     """Transcripts of suspected speech less certain than this (Whisper's mean
     log-probability per token) are not taken for an interruption. Measured with
     tiny.en: "Wait." -0.45, "Wait, what is the capital of Spain?" -0.31, but an
     "mm-hmm" that AEC3 half-suppressed came out as "And then then." at -0.93."""
-    backchannels: tuple[str, ...] = ("mm-hmm", "uh-huh", "yeah", "right", "okay")
-    """Words and phrases that acknowledge rather than interrupt."""
 
 
 def is_user_speech(vad: bool, level_db: float, echo_db: float | None, settings: BargeInSettings) -> bool:

@@ -37,17 +37,19 @@ class Decision(enum.Enum):
 
 @dataclass(frozen=True)
 class EndpointerSettings:
-    frame_ms: int = 20
+    """Built from the config (``Config.endpointer_settings``), its one source of defaults."""
+
+    frame_ms: int
     """Milliseconds per frame."""
-    start_ms: int = 60
+    start_ms: int
     """Voiced milliseconds (within a short window) that open an utterance."""
-    resume_ms: int = 60
+    resume_ms: int
     """Consecutive voiced milliseconds that count as speech resuming after silence."""
-    speculate_ms: int = 200
+    speculate_ms: int
     """Silence in milliseconds after which PAUSE fires (0 fires on the first silent frame)."""
-    trailing_silence_ms: int = 650
+    trailing_silence_ms: int
     """Silence in milliseconds that ends the utterance, unless set per pause."""
-    max_utterance_ms: int = 20000
+    max_utterance_ms: int
     """An utterance longer than this is ended (milliseconds)."""
 
     def frames(self, ms: int) -> int:

@@ -30,7 +30,7 @@ def clean_for_speech(text: str) -> str:
 
 
 class ClauseSplitter:
-    def __init__(self, first_min_words: int = 3, min_words: int = 6, first_max_words: int = 0) -> None:
+    def __init__(self, first_min_words: int, min_words: int, first_max_words: int) -> None:
         self.first_min_words = first_min_words
         self.min_words = min_words
         self.first_max_words = first_max_words

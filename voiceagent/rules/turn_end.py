@@ -32,15 +32,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TurnEndSettings:
-    complete_ms: int = 250
+    """Built from the config (``TurnConfig.end_settings``), its one source of defaults."""
+
+    complete_ms: int
     """Silence that ends a turn both cues call complete (milliseconds)."""
-    unsure_ms: int = 450
+    unsure_ms: int
     """Silence that ends a turn whose words look complete but whose voice does not."""
-    unfinished_ms: int = 1000
+    unfinished_ms: int
     """Silence that ends a turn whose words are unfinished (the longest wait)."""
-    threshold: float = 0.5
+    threshold: float
     """Smart Turn probability at or above which the voice says complete."""
-    words_threshold: float = 0.01
+    words_threshold: float
     """Language-model probability of the message ending below which it is unfinished."""
 
 

@@ -30,11 +30,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WakeGateSettings:
-    listen_s: float = 8.0
+    """Built from the config (``WakeConfig.gate_settings``), its one source of defaults."""
+
+    listen_s: float
     """Seconds after a wake word alone in which the request may begin."""
-    follow_up_s: float = 6.0
+    follow_up_s: float
     """Seconds after a reply ends in which the user may go on without the wake word."""
-    phrase: str = ""
+    phrase: str
     """The wake phrase, trimmed from the start of transcripts ("hey jarvis")."""
     lead_s: float = 0.5
     """How long before an utterance's detected onset a detection still counts for it
