@@ -23,6 +23,8 @@ class EnergyVad:
 class FakeTranscriber:
     """Says how many tenths of a second of loud audio it heard, e.g. 'speech 12'."""
 
+    sample_rate = 16000
+
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
         self.delay_s = delay_s

@@ -55,6 +55,7 @@ def converse(
     conv = Conversation(
         cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock,
         end_model=end_model, second_stage=second_stage, gate=gate, workers=InlineWorker,
+        prompt_cache=chat, end_of_message=chat,
     )
     if gate is not None:
         bus.subscribe(gate.on_event)

@@ -157,6 +157,7 @@ def test_a_short_pause_inside_an_interruption_does_not_split_it():
     # "Wait, | what is ...": 0.3 s into a 0.35 s comma pause both cues say
     # complete (250 ms), but over a reply the utterance needs barge_in.end_silence_ms.
     class Complete:
+        sample_rate = 16000
         def probability(self, audio):
             return 0.99
 

@@ -135,7 +135,7 @@ def listen(audio, muted=False, detector=None, gate=None):
     clock = ManualClock()
     speaker = Speaker(16000)
     conv = Conversation(cfg, EnergyVad(), FakeTranscriber(), FakeChat(), FakeSynth(), speaker, bus, clock,
-                        gate=gate, workers=InlineWorker)
+                        gate=gate, workers=InlineWorker, prompt_cache=None, end_of_message=None)
     if gate is not None:
         bus.subscribe(gate.on_event)
     listener = Listener(conv, bus, 16000, detector, gate, workers=InlineWorker)

@@ -97,6 +97,8 @@ def test_resumed_speech_restores_the_default_silence():
 class FixedEnd:
     """An end-of-turn model that always gives the same probability."""
 
+    sample_rate = 16000
+
     def __init__(self, probability: float) -> None:
         self.p = probability
         self.calls = 0
@@ -157,6 +159,7 @@ def test_a_hesitation_after_an_unfinished_phrase_is_waited_out():
 
 def test_a_failing_model_leaves_the_words_to_decide():
     class Broken:
+        sample_rate = 16000
         def probability(self, audio):
             from voiceagent.errors import StageError
             raise StageError("turn", "boom")

@@ -48,7 +48,9 @@ from voiceagent.stages.llama import LlamaChatModel
 from voiceagent.stages.piper import PiperSynthesizer
 from voiceagent.stages.protocols import (
     ChatModel,
+    EndOfMessage,
     EndOfTurnModel,
+    PromptCache,
     Synthesizer,
     Transcriber,
 )
@@ -66,6 +68,10 @@ class Models:
     synthesizer: Synthesizer
     end_model: EndOfTurnModel | None = None
     """Judges pauses from the voice (``turn.end_model``); None: the words alone."""
+    prompt_cache: PromptCache | None = None
+    """The LLM's cache, if the backend keeps one it can fill ahead of time."""
+    end_of_message: EndOfMessage | None = None
+    """The LLM's end-of-message probability, if the backend gives one."""
 
 
 def check_model_paths(cfg: Config) -> dict[str, Path]:
@@ -98,7 +104,7 @@ def load_models(cfg: Config) -> Models:
         end_model = SmartTurn(paths["turn"], cfg.turn.threads, cfg.turn.device)
         end_model.warm_up()
     logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - start)
-    return Models(transcriber, chat, synthesizer, end_model)
+    return Models(transcriber, chat, synthesizer, end_model, prompt_cache=chat, end_of_message=chat)
 
 
 class ConsoleDisplay:
@@ -156,6 +162,7 @@ def build_conversation(
     conv = Conversation(
         cfg, vad, models.transcriber, models.chat, models.synthesizer, speaker, bus, clock,
         second_stage=second_stage, end_model=models.end_model, gate=gate,
+        prompt_cache=models.prompt_cache, end_of_message=models.end_of_message,
     )
     return conv, speaker, clock
 

@@ -83,13 +83,14 @@ from voiceagent.rules.turn_end import (
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.protocols import (
     ChatModel,
+    EndOfMessage,
     EndOfTurnModel,
+    PromptCache,
     SpeechDetector,
     SpeechProbability,
     Synthesizer,
     Transcriber,
 )
-from voiceagent.stages.whisper import is_probably_noise
 from voiceagent.stages.workers import ModelWorker, WorkerFactory
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,8 @@ class Conversation:
         end_model: EndOfTurnModel | None = None,
         gate: WakeGate | None = None,
         workers: WorkerFactory = ModelWorker,
+        prompt_cache: PromptCache | None = None,
+        end_of_message: EndOfMessage | None = None,
     ) -> None:
         self.cfg = cfg
         self.gate = gate
@@ -179,6 +182,12 @@ class Conversation:
         self.vad = vad
         self.transcriber = transcriber
         self.chat = chat
+        self.prompt_cache = prompt_cache
+        """Prefills the LLM's cache with what the next prompt starts with; None: a
+        backend that has none (a remote server)."""
+        self.end_of_message = end_of_message
+        """The LLM's probability that the user's words are a whole message; None:
+        the words and the voice alone judge each pause."""
         self.synthesizer = synthesizer
         self.speaker = speaker
         self.bus = bus
@@ -407,9 +416,9 @@ class Conversation:
             self._suspect(self._utt)
 
     def _audio(self, utt: _Utterance) -> np.ndarray:
+        """The utterance so far, at the rate the recognizer takes."""
         audio = np.concatenate(utt.frames) if utt.frames else np.zeros(0, np.float32)
-        # Whisper models run at 16 kHz whatever the pipeline rate.
-        return resample(audio, self.rate, 16000)
+        return resample(audio, self.rate, self.transcriber.sample_rate)
 
     def _maybe_partial(self) -> None:
         utt = self._utt
@@ -462,6 +471,7 @@ class Conversation:
         """Ask the end-of-turn model about this pause."""
         assert self.end_model is not None
         try:
+            audio = resample(audio, self.transcriber.sample_rate, self.end_model.sample_rate)
             probability: float | None = await self.end_worker.call(self.end_model.probability, audio)
         except StageError as err:  # the words alone still decide
             logger.warning("turn %d: end-of-turn model failed: %s", utt.turn, err)
@@ -498,13 +508,13 @@ class Conversation:
         Skipped (None) when the LLM is busy with an earlier reply, so that it
         never delays this one, or when the text is no speech anyway.
         """
-        if self.turn_end.words_threshold <= 0 or self.llm_worker.busy:
+        if self.end_of_message is None or self.turn_end.words_threshold <= 0 or self.llm_worker.busy:
             return None
-        if not text or is_probably_noise(text):
+        if not text:
             return None
         prefix = self.history.prefix(self.cfg.llm.system_prompt)
         try:
-            return await self.llm_worker.call(self.chat.end_probability, prefix, text)
+            return await self.llm_worker.call(self.end_of_message.end_probability, prefix, text)
         except StageError as err:  # Smart Turn and the word list still decide
             logger.warning("LLM end-of-message estimate failed: %s", err)
             return None
@@ -589,7 +599,6 @@ class Conversation:
             utt.ignored is None
             and not self._judging_short(utt)
             and bool(text)
-            and not is_probably_noise(text)
         )
 
     def _addressed(self, utt: _Utterance) -> bool:
@@ -628,7 +637,7 @@ class Conversation:
         elif not addressed:
             logger.info("turn %d: no wake word (%r), not answered", turn.id, utt.heard_text)
             self._finish_turn(turn, now, reply="", reason=Reason.NOT_ADDRESSED)
-        elif not turn.user_text or is_probably_noise(turn.user_text):
+        elif not turn.user_text:
             if utt.heard_text.strip() and not turn.user_text:
                 logger.info("turn %d: the wake word alone (%r)", turn.id, utt.heard_text)
                 reason = Reason.WAKE_WORD
@@ -799,8 +808,10 @@ class Conversation:
                 await stream.aclose()
 
     async def _prefill(self, prefix: list[dict[str, str]], user_text: str = "") -> None:
+        if self.prompt_cache is None:
+            return
         try:
-            await self.llm_worker.call(self.chat.prefill, prefix, user_text)
+            await self.llm_worker.call(self.prompt_cache.prefill, prefix, user_text)
         except StageError as err:  # only an optimisation; the next turn will say more
             logger.warning("LLM prefill failed: %s", err)
 

@@ -30,8 +30,11 @@ class Transcript:
 
 
 class Transcriber(Protocol):
+    sample_rate: int
+    """Hertz of the audio it takes (Whisper: 16000)."""
+
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Transcribe mono float32 audio at 16 kHz."""
+        """Transcribe mono float32 audio at ``sample_rate``."""
         ...
 
 
@@ -85,7 +88,10 @@ class SpeechProbability(Protocol):
 
 
 class EndOfTurnModel(Protocol):
+    sample_rate: int
+    """Hertz of the audio it takes."""
+
     def probability(self, audio: np.ndarray) -> float:
-        """Probability (0..1) that the turn is complete, from mono float32 16 kHz audio
-        ending now (speech and the silence after it)."""
+        """Probability (0..1) that the turn is complete, from mono float32 audio at
+        ``sample_rate`` ending now (speech and the silence after it)."""
         ...

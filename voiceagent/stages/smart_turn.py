@@ -25,6 +25,8 @@ class SmartTurn:
 
     SECONDS = 8
     """The model sees the last 8 s, zero-padded at the front."""
+    sample_rate = 16000
+    """Hertz (a Whisper encoder)."""
 
     def __init__(self, model_path: Path, threads: int = 1, device: str = "auto") -> None:
         import onnxruntime
@@ -52,7 +54,7 @@ class SmartTurn:
         logger.info("end of turn: %s (%s)", model_path.name, providers[0])
 
     def probability(self, audio: np.ndarray) -> float:
-        n = self.SECONDS * 16000
+        n = self.SECONDS * self.sample_rate
         x = np.zeros(n, np.float32)
         tail = audio[-n:].astype(np.float32, copy=False)
         x[n - tail.size :] = tail

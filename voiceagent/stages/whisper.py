@@ -25,9 +25,9 @@ from voiceagent.stages.protocols import Transcript
 logger = logging.getLogger(__name__)
 
 
-# Whisper invents these on silence and noise; an utterance that is only one of
-# them is treated as no speech. ("Thank you." is also a favourite, but users say
-# it too, so it is left to the no-speech probability filter below.)
+# Whisper invents these on silence and noise; a transcript that is only one of
+# them is returned as "" (no speech). ("Thank you." is also a favourite, but
+# users say it too, so it is left to the no-speech probability filter below.)
 _HALLUCINATIONS = frozenset(
     {"", "you", "thanks for watching", "thank you for watching", "uh", "um", "hmm"}
 )
@@ -51,6 +51,9 @@ def resolve_device(cfg: AsrConfig) -> tuple[str, str]:
 
 class WhisperTranscriber:
     """faster-whisper (CTranslate2) on CPU or CUDA."""
+
+    sample_rate = 16000
+    """Hertz: what Whisper models take, whatever the pipeline's rate."""
 
     def __init__(self, model_dir: Path, cfg: AsrConfig) -> None:
         from faster_whisper import WhisperModel
@@ -92,8 +95,13 @@ class WhisperTranscriber:
         cfg = self._cfg
         window_s = max(cfg.min_window_s, audio.size / 16000 + cfg.window_margin_s)
         if cfg.window == "fit" and window_s <= 30.0 and self._prompt_known:
-            return self._transcribe_window(audio, window_s)
-        return self._transcribe_full(audio)
+            result = self._transcribe_window(audio, window_s)
+        else:
+            result = self._transcribe_full(audio)
+        if result.text and is_probably_noise(result.text):
+            logger.debug("ASR: %r taken for a hallucination on noise", result.text)
+            return Transcript("", result.seconds)
+        return result
 
     def _transcribe_window(self, audio: np.ndarray, window_s: float) -> Transcript:
         """One greedy (or beam) decode over an encoder window of ``window_s`` seconds."""
