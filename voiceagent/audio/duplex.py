@@ -27,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
+from voiceagent.aio import race
 from voiceagent.audio.echo import EchoCanceller, NoEchoCanceller, RoomEcho
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
 from voiceagent.audio.streams import BlockInput, BlockOutput
@@ -96,10 +97,12 @@ class PacedDuplex:
         while stop is None or not stop.is_set():
             block = None
             if ended_at is None:
-                read = await _unless_stopped(self.source.read(self.n), stop)
-                if read is _STOPPED:
-                    break  # a pipe that sends nothing must not hold up the stop
-                block = read
+                if stop is None:
+                    block = await self.source.read(self.n)
+                else:  # a pipe that sends nothing must not hold up the stop
+                    which, block = await race(self.source.read(self.n), stop.wait())
+                    if which == 1:
+                        break
             if block is None:
                 if ended_at is None:
                     ended_at = k
@@ -135,9 +138,6 @@ class PacedDuplex:
         return k * dur
 
 
-_STOPPED = object()
-
-
 async def _settle(max_turns: int = 10_000) -> None:
     """Simulated time (``realtime=False``): let every task run until each one waits
     for something (the next block, a queue, an event), so that with
@@ -148,23 +148,6 @@ async def _settle(max_turns: int = 10_000) -> None:
         await asyncio.sleep(0)
         if ready is not None and not ready:
             return
-
-
-async def _unless_stopped(coro, stop: asyncio.Event | None):  # type: ignore[no-untyped-def]
-    """``await coro``, or ``_STOPPED`` (``coro`` cancelled) if ``stop`` is set first."""
-    if stop is None:
-        return await coro
-    work = asyncio.ensure_future(coro)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if work.done():
-        return work.result()
-    work.cancel()
-    await asyncio.gather(work, return_exceptions=True)
-    return _STOPPED
 
 
 class DeviceDuplex:
@@ -249,19 +232,16 @@ class DeviceDuplex:
         try:
             stream.start()
             while not stop.is_set():
-                get = asyncio.ensure_future(queue.get())
-                stopper = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({get, stopper}, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if get not in done:
-                    get.cancel()
-                    if stop.is_set():
-                        break
+                try:
+                    which, item = await race(queue.get(), stop.wait(), timeout=2.0)
+                except TimeoutError:
                     raise AudioDeviceError(
                         "the audio device stopped delivering audio (unplugged or taken by another program?)",
                         "check the device and run 'voiceagent devices'",
-                    )
-                block, out, latency, notices = get.result()
+                    ) from None
+                if which == 1:
+                    break
+                block, out, latency, notices = item
                 if self.echo_delay_ms is None and latency > 0 and k < 5:
                     # AEC3 takes its delay hint before playback starts (it then
                     # tracks the delay itself), so only the first blocks matter.

@@ -13,6 +13,7 @@ the devices and files, and return within a couple of seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from voiceagent import __version__
+from voiceagent.aio import race
 from voiceagent.app import (
     ConsoleDisplay,
     Models,
@@ -201,10 +203,8 @@ async def _serve(
         await conv.aclose()  # the reply that was playing ends here, logged as "shutdown"
         # The bridge publishes offline and disconnects on stop; bounded, so a
         # broker that does not answer cannot hold the shutdown.
-        done, pending = await asyncio.wait(side, timeout=1.5)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*side, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await race(asyncio.gather(*side, return_exceptions=True), timeout=1.5)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -263,18 +263,11 @@ async def _devices(cfg, listener, speaker, clock, stop) -> None:  # type: ignore
 
 
 async def _without_devices(cfg, listener, speaker, clock, stop, blocks: int) -> int:  # type: ignore[no-untyped-def]
-    """Run the conversation on silence, output to nowhere, for ``DEVICE_RETRY_S``."""
-    until = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    timer = loop.call_later(DEVICE_RETRY_S, until.set)
-    relay = asyncio.ensure_future(stop.wait())
-    relay.add_done_callback(lambda _: until.set())
+    """Run the conversation on silence, output to nowhere, for ``DEVICE_RETRY_S``
+    (or until stopped)."""
     driver = PacedDuplex(SilenceInput(), NullOutput(), speaker, clock, block_samples(cfg), start_block=blocks)
-    try:
-        await driver.run(listener, stop=until)
-    finally:
-        timer.cancel()
-        relay.cancel()
+    with contextlib.suppress(TimeoutError):  # between blocks: nothing is left half done
+        await race(driver.run(listener, stop=stop), timeout=DEVICE_RETRY_S)
     return driver.blocks_done
 
 

@@ -24,6 +24,7 @@ from typing import Protocol
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from voiceagent.aio import race
 from voiceagent.config import Config
 from voiceagent.errors import ConfigError
 from voiceagent.mqtt.discovery import (
@@ -183,11 +184,10 @@ class MqttBridge:
     async def _run_session(self, stop: asyncio.Event) -> None:
         """One connection until it fails (MqttError) or ``stop`` ends it cleanly."""
         session = asyncio.create_task(self._session(stop), name="mqtt-session")
-        stopped = asyncio.create_task(stop.wait(), name="mqtt-stop")
         try:
-            await asyncio.wait((session, stopped), return_when=asyncio.FIRST_COMPLETED)
-            if session.done():
-                session.result()
+            # shielded: on stop the session goes on, to say offline
+            which, _ = await race(asyncio.shield(session), stop.wait())
+            if which == 0:
                 return
             # The session saw `stop` too and is saying offline; it may be stuck
             # connecting or waiting on a silent broker, so it gets a deadline.
@@ -206,9 +206,8 @@ class MqttBridge:
             except aiomqtt.MqttError as err:
                 logger.warning("could not say offline to MQTT broker %s: %s", self._where, err)
         finally:
-            for task in (session, stopped):
-                task.cancel()
-            await asyncio.gather(session, stopped, return_exceptions=True)
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
 
     async def _session(self, stop: asyncio.Event) -> None:
         client = self._new_client()
@@ -237,19 +236,8 @@ class MqttBridge:
         not fail a pending publish when the connection drops (it times out after
         OPERATION_TIMEOUT_S), but the listener notices at once and ends the session.
         """
-        tasks = [
-            asyncio.create_task(self._listen(client), name="mqtt-listen"),
-            asyncio.create_task(self._publish(client), name="mqtt-publish"),
-            asyncio.create_task(stop.wait(), name="mqtt-stop"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            task.result()  # a connection failure raises MqttError here
+        # a connection failure raises MqttError here
+        await race(self._listen(client), self._publish(client), stop.wait())
 
     def _on_connected(self) -> None:
         self._session_connected = True
