@@ -9,7 +9,7 @@ running when its owner is gone). ``race`` does it once.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable, Coroutine
 
 
 async def race(*work: Awaitable[Any], timeout: float | None = None) -> tuple[int, Any]:
@@ -31,3 +31,36 @@ async def race(*work: Awaitable[Any], timeout: float | None = None) -> tuple[int
         raise TimeoutError
     index = next(i for i, task in enumerate(tasks) if task in done)
     return index, tasks[index].result()
+
+
+class TaskSet:
+    """The tasks one owner started: each is awaited when it ends, so its failure is
+    reported and never lost, and all of them are cancelled and awaited on close.
+
+    ``CancelledError`` is not a failure: a task is cancelled when the turn it
+    works for is cut.
+    """
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_error = on_error
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def __bool__(self) -> bool:
+        return bool(self._tasks)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._on_error(task.exception())  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

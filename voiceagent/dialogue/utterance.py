@@ -1,0 +1,50 @@
+"""What the user is saying: the audio of one utterance and the state of the work
+done on it. ``Listening`` fills it; the interruption and the coordinator read it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from voiceagent.dialogue.turn import Turn
+
+
+@dataclass(eq=False)
+class Utterance:
+    turn: int
+    """The turn number it will be answered as."""
+    frames: list[np.ndarray]
+    """Its audio so far, one block per frame, from the pre-roll before the onset."""
+    start_t: float = 0.0
+    """When the user started speaking (seconds, the onset)."""
+    end_t: float | None = None
+    """When the user stopped speaking (seconds), once the utterance has ended."""
+    ended: bool = False
+    addressed: bool = False
+    """The wake word gate admitted it once: it stays a request (a later wake word
+    may be used up by another utterance meanwhile)."""
+    version: int = 0
+    """Bumped when speech resumes after a pause: results of older versions are stale."""
+    final_task: asyncio.Task[None] | None = None
+    """The final transcript of the current pause being made."""
+    final_text: str | None = None
+    """The final transcript of the current pause, the wake word trimmed."""
+    heard_text: str = ""
+    """The same as the recognizer wrote it."""
+    turn_obj: Turn | None = None
+    """The (speculative, until the end) turn answering the current pause's words."""
+    last_partial_at: float = 0.0
+    last_partial_text: str = ""
+    ignored: str | None = None
+    """Set to the verdict when it was said over a reply and is not an interruption."""
+    end_probability: float | None = None
+    """The end-of-turn model's verdict on the current pause (None: not yet, or none)."""
+    end_heard: bool = False
+    """The end-of-turn model has answered (or failed) for the current pause."""
+    words_probability: float | None = None
+    """The LLM's probability that the message ends with the current pause's words."""
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)
