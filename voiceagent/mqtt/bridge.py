@@ -45,7 +45,9 @@ from voiceagent.mqtt.discovery import (
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_S = 0.8
-"""Seconds allowed, once ``stop`` is set, to publish ``offline`` and disconnect. If
+"""Seconds allowed, once ``stop`` is set, to publish ``offline`` and disconnect,
+half for each (with a third for the publish, a loaded 2-core box once lost the
+``offline``). If
 the broker does not answer in time it publishes the retained ``offline`` will
 itself when it notices the connection is gone."""
 
@@ -222,7 +224,7 @@ class MqttBridge:
                 # Short timeouts from here: a broker that stopped answering must not
                 # hold up the daemon's shutdown (this also bounds the DISCONNECT wait
                 # in the context manager's exit).
-                client.timeout = SHUTDOWN_S / 3
+                client.timeout = SHUTDOWN_S / 2
                 await client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
             finally:
                 self._client = None
@@ -382,17 +384,7 @@ class MqttBridge:
 
     def _read_password(self) -> str | None:
         m = self._mqtt
-        if m.password is not None and m.password_file is not None:
-            raise ConfigError("set mqtt.password or mqtt.password_file, not both")
-        password = m.password
-        if m.password_file is not None:
-            path = self._cfg.resolve(m.password_file)
-            try:
-                password = path.read_text(encoding="utf-8").strip()
-            except OSError as err:
-                raise ConfigError(
-                    f"cannot read mqtt.password_file {path}: {err.strerror}"
-                ) from None
+        password = self._cfg.secret(m.password, m.password_file, "mqtt.password")
         if password is not None and m.username is None:
             raise ConfigError("mqtt.password is set but mqtt.username is not")
         return password
