@@ -26,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from voiceagent.app import load_models, run_paced  # noqa: E402
+from voiceagent.app import run_paced  # noqa: E402
+from voiceagent.stages.loading import load_models  # noqa: E402
 from voiceagent.audio.echo import EchoSpec  # noqa: E402
 from voiceagent.audio.streams import ArrayInput, MemoryOutput  # noqa: E402
 from voiceagent.bench.bargein import INTERRUPTIONS  # noqa: E402

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import soundfile
-import yaml
 
 from tests.speech import ROOT, require_models
+from tests.support.config import write_config
 from tests.test_realmodel import voiceagent
 
 
@@ -104,12 +104,7 @@ def test_a_truncated_wav_file_is_one_line(tmp_path):
 @pytest.mark.realmodel
 def test_nan_float_pcm_on_stdin_is_one_line_and_keeps_the_output(tmp_path):
     require_models()
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for section in ("asr", "llm", "tts", "turn"):
-        cfg[section]["model"] = str(ROOT / cfg[section]["model"])
-    cfg["audio"]["pcm"]["format"] = "f32le"
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config = write_config(tmp_path, audio={"pcm": {"format": "f32le"}})
     pcm = np.zeros(16000, "<f4")
     pcm[4000:] = np.nan
     proc = voiceagent("run", "-c", str(config), "-i", "-", "-o", "-", input=pcm.tobytes())

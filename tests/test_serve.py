@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import yaml
 
 from tests.broker import Broker, Recorder, broker  # noqa: F401  (fixture)
 from tests.speech import ROOT, conversation_wav, real, require_models, spliced, word_error_rate
+from tests.support.config import write_config
 from tests.test_realmodel import load_events
 
 pytestmark = pytest.mark.realmodel
@@ -47,18 +47,14 @@ def _models():
 
 def serve_config(tmp_path: Path, broker: Broker, **sections) -> Path:
     """The repository's config with absolute model paths, pointed at ``broker``."""
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for section in ("asr", "llm", "tts", "turn"):
-        cfg[section]["model"] = str(ROOT / cfg[section]["model"])
-    cfg["mqtt"] = broker.mqtt_config(node_id=NODE, reconnect_min_s=0.2, reconnect_max_s=1.0)
-    cfg["wake"] = {"model": "hey_jarvis", "follow_up_s": 0}
-    cfg["serve"] = {"conversation_log": str(tmp_path / "conversations.jsonl")}
-    cfg["log_level"] = "info"
+    base = {
+        "mqtt": broker.mqtt_config(node_id=NODE, reconnect_min_s=0.2, reconnect_max_s=1.0),
+        "wake": {"model": "hey_jarvis", "follow_up_s": 0},
+        "serve": {"conversation_log": str(tmp_path / "conversations.jsonl")},
+    }
     for name, values in sections.items():
-        cfg.setdefault(name, {}).update(values)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+        base[name] = {**base.get(name, {}), **values}
+    return write_config(tmp_path, **base, log_level="info")
 
 
 class Daemon:

@@ -1,4 +1,5 @@
-"""Wiring: load the models from the config and run a conversation on a driver.
+"""Wiring: a conversation on a driver, with its event sinks (the models are
+loaded by ``voiceagent.stages.loading``).
 
 Shared by ``run``, ``talk`` and ``demo`` (and later ``serve``): each picks a
 driver (paced file/pipe, or sound device), and gets the same conversation, the
@@ -12,9 +13,6 @@ import contextlib
 import logging
 import signal
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
@@ -42,69 +40,11 @@ from voiceagent.events import (
     TurnEnd,
 )
 from voiceagent.metrics import LatencyTracker
-from voiceagent.model_store import missing_model_error
 from voiceagent.rules.wake_gate import WakeGate
-from voiceagent.stages.llama import LlamaChatModel
-from voiceagent.stages.piper import PiperSynthesizer
-from voiceagent.stages.protocols import (
-    ChatModel,
-    EndOfMessage,
-    EndOfTurnModel,
-    PromptCache,
-    Synthesizer,
-    Transcriber,
-)
-from voiceagent.stages.smart_turn import SmartTurn
+from voiceagent.stages.loading import Models
 from voiceagent.stages.vad import SileroVad, WebRtcVad
-from voiceagent.stages.whisper import WhisperTranscriber
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Models:
-    transcriber: Transcriber
-    chat: ChatModel
-    synthesizer: Synthesizer
-    end_model: EndOfTurnModel | None = None
-    """Judges pauses from the voice (``turn.end_model``); None: the words alone."""
-    prompt_cache: PromptCache | None = None
-    """The LLM's cache, if the backend keeps one it can fill ahead of time."""
-    end_of_message: EndOfMessage | None = None
-    """The LLM's end-of-message probability, if the backend gives one."""
-
-
-def check_model_paths(cfg: Config) -> dict[str, Path]:
-    """Absolute model paths, or a one-line error naming the first missing one."""
-    paths = {
-        "asr": cfg.resolve(cfg.asr.model),
-        "llm": cfg.resolve(cfg.llm.model),
-        "tts": cfg.resolve(cfg.tts.model),
-    }
-    if cfg.turn.end_model == "smart-turn":
-        paths["turn"] = cfg.resolve(cfg.turn.model)
-    for role, path in paths.items():
-        if not path.exists():
-            raise missing_model_error(path, role)
-    return paths
-
-
-def load_models(cfg: Config) -> Models:
-    """Load and warm up the three models (so the first turn is as fast as the rest)."""
-    paths = check_model_paths(cfg)
-    start = time.perf_counter()
-    transcriber = WhisperTranscriber(paths["asr"], cfg.asr)
-    transcriber.warm_up()
-    chat = LlamaChatModel(paths["llm"], cfg.llm)
-    chat.warm_up(cfg.llm.system_prompt)
-    synthesizer = PiperSynthesizer(paths["tts"], cfg.tts)
-    synthesizer.warm_up()
-    end_model = None
-    if "turn" in paths:
-        end_model = SmartTurn(paths["turn"], cfg.turn.threads, cfg.turn.device)
-        end_model.warm_up()
-    logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - start)
-    return Models(transcriber, chat, synthesizer, end_model, prompt_cache=chat, end_of_message=chat)
 
 
 class ConsoleDisplay:

@@ -138,7 +138,8 @@ def _models_dir(args: argparse.Namespace) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
-    from voiceagent.app import event_sinks, load_models, run_paced
+    from voiceagent.app import event_sinks, run_paced
+    from voiceagent.stages.loading import load_models
     from voiceagent.audio.streams import check_output, open_input, open_output
     from voiceagent.metrics import format_barge_ins, format_table, unanswered_reason
 
@@ -164,7 +165,8 @@ def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
-    from voiceagent.app import event_sinks, load_models, run_device
+    from voiceagent.app import event_sinks, run_device
+    from voiceagent.stages.loading import load_models
     from voiceagent.audio.devices import resolve_device
     from voiceagent.metrics import format_barge_ins, format_table
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from voiceagent.errors import ConfigError
 from voiceagent.rules.bargein import BargeInSettings
@@ -115,7 +115,25 @@ class AsrConfig(_Section):
 
 
 class LlmConfig(_Section):
-    model: Path = Path("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+    backend: Literal["llama", "openai"] = Field(
+        "llama",
+        description="llama: a GGUF file in this process (llama.cpp); openai: an OpenAI-compatible "
+        "server (llama.cpp's llama-server, Ollama, vLLM), e.g. a bigger model on another machine",
+    )
+    model: str = Field(
+        "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="llama: the GGUF file; openai: the model's name on the server (left at "
+        "the default file: the first model the server lists)",
+    )
+    base_url: str | None = Field(
+        None, description="openai: the API's base URL, e.g. http://localhost:8080/v1"
+    )
+    api_key: str | None = Field(None, description="openai: the bearer token, if the server wants one")
+    api_key_file: Path | None = Field(None, description="openai: read the key from this file")
+    connect_timeout_s: float = Field(3.0, gt=0, le=120, description="openai: to connect")
+    read_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="openai: the longest wait for the next piece of a reply"
+    )
     system_prompt: str = (
         "You are a helpful voice assistant. Give short, direct answers."
     )
@@ -129,6 +147,12 @@ class LlmConfig(_Section):
     repeat_penalty: float = Field(1.1, ge=1, le=2)
     threads: int = Field(2, ge=1, le=64)
     gpu_layers: int | Literal["auto"] = Field("auto", description="-1 = all, 0 = CPU")
+
+    @model_validator(mode="after")
+    def _openai_needs_a_server(self) -> "LlmConfig":
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend openai needs llm.base_url (e.g. http://localhost:8080/v1)")
+        return self
 
 
 class TtsConfig(_Section):
@@ -387,10 +411,23 @@ class Config(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     base_dir: Path = Field(Path("."), exclude=True, description="set by the loader")
 
-    def resolve(self, path: Path) -> Path:
+    def resolve(self, path: Path | str) -> Path:
         """An absolute path for a (possibly relative) path from the config."""
-        path = path.expanduser()
+        path = Path(path).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def secret(self, value: str | None, file: Path | None, key: str) -> str | None:
+        """A password or key given in the config (``key``) or in a file (``key_file``,
+        e.g. a systemd credential), stripped; a one-line error if both or unreadable."""
+        if value is not None and file is not None:
+            raise ConfigError(f"set {key} or {key}_file, not both")
+        if file is None:
+            return value
+        path = self.resolve(file)
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read {key}_file {path}: {err.strerror}") from None
 
     def endpointer_settings(self) -> EndpointerSettings:
         """Without speculation the pause is the end of the turn (nothing starts earlier)."""

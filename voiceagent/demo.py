@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceagent.app import Models, event_sinks, load_models, run_paced
+from voiceagent.app import event_sinks, run_paced
+from voiceagent.stages.loading import Models, load_models
 from voiceagent.audio.streams import ArrayInput, MemoryOutput, read_wav
 from voiceagent.config import Config
 from voiceagent.errors import VoiceAgentError

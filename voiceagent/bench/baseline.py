@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from voiceagent.app import Models
+from voiceagent.stages.loading import Models
 from voiceagent.bench.corpus import Corpus
 from voiceagent.bench.wer import normalize, word_errors
 from voiceagent.config import Config

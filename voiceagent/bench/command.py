@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from voiceagent.app import load_models
+from voiceagent.stages.loading import load_models
 from voiceagent.audio.echo import EchoSpec
 from voiceagent.audio.streams import read_wav
 from voiceagent.bench.bargein import REPLY_INTO_S, build_timeline, measure_interruptions

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voiceagent.app import Models, event_sinks, run_paced
+from voiceagent.app import event_sinks, run_paced
+from voiceagent.stages.loading import Models
 from voiceagent.audio.echo import EchoSpec
 from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.config import Config

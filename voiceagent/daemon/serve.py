@@ -22,14 +22,7 @@ from typing import TextIO
 
 from voiceagent import __version__
 from voiceagent.aio import race
-from voiceagent.app import (
-    ConsoleDisplay,
-    Models,
-    block_samples,
-    build_conversation,
-    load_models,
-    make_echo_canceller,
-)
+from voiceagent.app import ConsoleDisplay, block_samples, build_conversation, make_echo_canceller
 from voiceagent.audio.duplex import DeviceDuplex, PacedDuplex
 from voiceagent.audio.streams import (
     BlockInput,
@@ -48,6 +41,7 @@ from voiceagent.errors import AudioDeviceError, ConfigError
 from voiceagent.events import EventBus, JsonlEventLog
 from voiceagent.mqtt import MqttBridge
 from voiceagent.rules.wake_gate import WakeGate
+from voiceagent.stages.loading import Models, load_models
 from voiceagent.stages.wake import WakeWordDetector
 
 logger = logging.getLogger(__name__)

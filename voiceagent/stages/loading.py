@@ -1,0 +1,89 @@
+"""Loading the models the config names, checked and warmed up, behind their Protocols.
+
+The only place that picks a backend: the dialogue gets ``Models`` and never
+knows which one it talks to. Capabilities only some backends have (the LLM's
+prompt cache and end-of-message probability) are None where absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from voiceagent.config import Config
+from voiceagent.model_store import missing_model_error
+from voiceagent.stages.protocols import (
+    ChatModel,
+    EndOfMessage,
+    EndOfTurnModel,
+    PromptCache,
+    Synthesizer,
+    Transcriber,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Models:
+    transcriber: Transcriber
+    chat: ChatModel
+    synthesizer: Synthesizer
+    end_model: EndOfTurnModel | None = None
+    """Judges pauses from the voice (``turn.end_model``); None: the words alone."""
+    prompt_cache: PromptCache | None = None
+    """The LLM's cache, if the backend keeps one it can fill ahead of time."""
+    end_of_message: EndOfMessage | None = None
+    """The LLM's end-of-message probability, if the backend gives one."""
+
+
+def check_model_paths(cfg: Config) -> dict[str, Path]:
+    """Absolute model paths, or a one-line error naming the first missing one."""
+    paths = {"asr": cfg.resolve(cfg.asr.model), "tts": cfg.resolve(cfg.tts.model)}
+    if cfg.llm.backend == "llama":
+        paths["llm"] = cfg.resolve(cfg.llm.model)
+    if cfg.turn.end_model == "smart-turn":
+        paths["turn"] = cfg.resolve(cfg.turn.model)
+    for role, path in paths.items():
+        if not path.exists():
+            raise missing_model_error(path, role)
+    return paths
+
+
+def load_models(cfg: Config) -> Models:
+    """Load and warm up the models (so the first turn is as fast as the rest)."""
+    from voiceagent.stages.piper import PiperSynthesizer
+    from voiceagent.stages.smart_turn import SmartTurn
+    from voiceagent.stages.whisper import WhisperTranscriber
+
+    paths = check_model_paths(cfg)
+    start = time.perf_counter()
+    transcriber = WhisperTranscriber(paths["asr"], cfg.asr)
+    transcriber.warm_up()
+    chat, capabilities = load_chat(cfg, paths.get("llm"))
+    synthesizer = PiperSynthesizer(paths["tts"], cfg.tts)
+    synthesizer.warm_up()
+    end_model = None
+    if "turn" in paths:
+        end_model = SmartTurn(paths["turn"], cfg.turn.threads, cfg.turn.device)
+        end_model.warm_up()
+    logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - start)
+    return Models(transcriber, chat, synthesizer, end_model, **capabilities)
+
+
+def load_chat(cfg: Config, path: Path | None) -> tuple[ChatModel, dict[str, object]]:
+    """The configured LLM, warmed up, and the optional capabilities it has."""
+    if cfg.llm.backend == "openai":
+        from voiceagent.stages.openai_chat import OpenAIChatModel
+
+        remote = OpenAIChatModel(cfg)
+        remote.warm_up(cfg.llm.system_prompt)
+        return remote, {}  # a server has neither a cache to fill nor next-token odds
+    from voiceagent.stages.llama import LlamaChatModel
+
+    assert path is not None
+    local = LlamaChatModel(path, cfg.llm)
+    local.warm_up(cfg.llm.system_prompt)
+    return local, {"prompt_cache": local, "end_of_message": local}
