@@ -1,0 +1,113 @@
+"""The cost of putting the LLM behind a server: in-process llama.cpp against
+``llm.backend: openai`` talking to llama_cpp.server with the same GGUF, on the same
+corpus, in one run.
+
+    .venv/bin/python benchmarks/llm_backends.py [--turns 12] [--seed 0] [--json out.json]
+
+Both runs use the bench's espeak corpus in real time; the server runs on the same
+machine (loopback), with the same threads. What differs: HTTP and SSE per token,
+no KV-cache prefill of the user's first words, and no LLM end-of-message odds
+(the pauses are judged by the word list and Smart Turn only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from voiceagent.bench.corpus import build_corpus  # noqa: E402
+from voiceagent.bench.measure import measure_utterances  # noqa: E402
+from voiceagent.bench.runner import run_realtime  # noqa: E402
+from voiceagent.bench.stats import Dist  # noqa: E402
+from voiceagent.config import Config, load_config  # noqa: E402
+from voiceagent.stages.loading import load_models  # noqa: E402
+
+STAGES = (("endpoint_ms", "endpoint"), ("asr_final_ms", "ASR final"), ("llm_first_token_ms", "LLM first token"),
+          ("first_clause_ms", "first clause"), ("tts_first_audio_ms", "TTS first audio"), ("v2v_ms", "voice-to-voice"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(cfg: Config, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(cfg.resolve(cfg.llm.model)),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.llm.context_tokens),
+             "--n_threads", str(cfg.llm.threads), "--n_threads_batch", str(cfg.llm.threads)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1).read()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"llama_cpp.server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.2)
+
+
+def measure(cfg: Config, corpus) -> dict[str, dict[str, float | None]]:  # type: ignore[no-untyped-def]
+    models = load_models(cfg)
+    run = run_realtime(cfg, models, corpus.audio, display=False)
+    utterances = measure_utterances(corpus, run.events, run.output)
+    figures: dict[str, dict[str, float | None]] = {}
+    for key, _label in STAGES:
+        dist = Dist.of(getattr(u, key) for u in utterances)
+        figures[key] = {"p50": dist.p50, "p95": dist.p95, "n": dist.n}
+    figures["answered"] = {"n": sum(u.v2v_ms is not None for u in utterances)}
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    base = load_config(ROOT / "config.yaml")
+    corpus = build_corpus(args.turns, args.seed, base.audio.sample_rate, 10.0)
+    print(f"corpus: {args.turns} questions, {corpus.seconds:.0f} s, seed {args.seed}", file=sys.stderr)
+    results = {}
+    print("1/2 llm.backend: llama (in process)", file=sys.stderr)
+    results["llama"] = measure(base, corpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        server, url = start_server(base, Path(tmp) / "server.log")
+        try:
+            remote = base.model_copy(update={"llm": base.llm.model_copy(update={"backend": "openai", "base_url": url})})
+            print(f"2/2 llm.backend: openai ({url}, llama_cpp.server, same GGUF)", file=sys.stderr)
+            results["openai"] = measure(remote, corpus)
+        finally:
+            server.kill()
+            server.wait()
+    print("| ms after the true end of speech | llama p50 | llama p95 | openai p50 | openai p95 |")
+    print("|---|---|---|---|---|")
+    fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    for key, label in STAGES:
+        a, b = results["llama"][key], results["openai"][key]
+        print(f"| {label} | {fmt(a['p50'])} | {fmt(a['p95'])} | {fmt(b['p50'])} | {fmt(b['p95'])} |")
+    print(f"| answered | {results['llama']['answered']['n']} of {args.turns} | | "
+          f"{results['openai']['answered']['n']} of {args.turns} | |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
