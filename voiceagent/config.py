@@ -177,7 +177,7 @@ class TtsConfig(_Section):
 
 
 class TurnConfig(_Section):
-    """When the user's turn is over (see ``voiceagent.turn_end``)."""
+    """When the user's turn is over (see ``voiceagent.rules.turn_end``)."""
 
     speculative: bool = Field(
         True, description="start ASR, LLM and TTS at silence onset, before the endpoint"

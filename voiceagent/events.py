@@ -105,7 +105,7 @@ class SpeechEnd(Event):
 
 @dataclass(frozen=True)
 class TurnEndJudged(Event):
-    """A pause was judged (``turn_end``): how much silence will end the turn."""
+    """A pause was judged (``rules.turn_end``): how much silence will end the turn."""
 
     type: ClassVar[str] = "turn_end_judged"
     text: str

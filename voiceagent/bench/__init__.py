@@ -2,7 +2,7 @@
 
 One WAV timeline of espeak-ng questions with known boundaries (``corpus``) is
 played in real time into the real pipeline (``runner``), into a second run where
-the user talks over each reply (``bargein``), through a naive sequential
+the user talks over each reply (``bench.bargein``), through a naive sequential
 pipeline made of the same models (``baseline``) and optionally into an external
 peer (``pipecat_peer``). ``measure`` turns events and the aligned output into
 per-utterance figures, ``report`` into the summary, the Markdown and the JSON,

@@ -6,5 +6,5 @@
 - ``log``: the conversation log on disk (a JSON line per turn);
 - ``serve``: the wiring, signals and shutdown.
 
-MQTT itself is in ``voiceagent.mqtt``; the wake word rules in ``voiceagent.wake_gate``.
+MQTT itself is in ``voiceagent.mqtt``; the wake word rules in ``voiceagent.rules.wake_gate``.
 """

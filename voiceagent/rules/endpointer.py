@@ -14,7 +14,7 @@ PAUSE fires after ``speculate_ms`` of silence so the caller can start the final
 transcript (and the reply) before the turn is over; RESUME tells it to throw that
 work away because the user went on speaking; END fires after
 ``trailing_silence_ms``, unless the caller has judged this pause meanwhile and
-set a shorter (or longer) silence with ``set_silence_needed`` (see ``turn_end``).
+set a shorter (or longer) silence with ``set_silence_needed`` (see ``rules.turn_end``).
 Short voiced blips inside a silence (a click, a breath)
 shorter than ``resume_ms`` do not reset the silence: real people and real rooms
 produce them, and they would otherwise push the end of turn out indefinitely.
