@@ -43,3 +43,22 @@ def test_shielded_work_goes_on_when_it_loses():
         return which, await work
 
     assert asyncio.run(main()) == (1, "said offline")
+
+
+def test_a_failed_task_is_reported_with_its_owner():
+    from voiceagent.aio import TaskSet
+
+    failures = []
+
+    async def fails():
+        raise ValueError("a bug")
+
+    async def main():
+        tasks = TaskSet(lambda err, owner: failures.append((str(err), owner)))
+        tasks.spawn(fails(), owner=7)
+        tasks.spawn(asyncio.sleep(10))
+        await asyncio.sleep(0.01)
+        await tasks.aclose()  # the sleeper is cancelled (not a failure) and awaited
+        return bool(tasks)
+
+    assert asyncio.run(main()) is False and failures == [("a bug", 7)]

@@ -41,23 +41,25 @@ class TaskSet:
     works for is cut.
     """
 
-    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, on_error: Callable[[BaseException, int], None]) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_error = on_error
+        """Called with the error and the ``owner`` the task was spawned for."""
 
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def spawn(self, work: Coroutine[Any, Any, Any], owner: int = 0) -> asyncio.Task[Any]:
+        """Start ``work``; ``owner`` (e.g. the turn it works for) is named if it fails."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(lambda t: self._done(t, owner))
         return task
 
     def __bool__(self) -> bool:
         return bool(self._tasks)
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def _done(self, task: asyncio.Task[Any], owner: int) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            self._on_error(task.exception())  # type: ignore[arg-type]
+            self._on_error(task.exception(), owner)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         tasks = list(self._tasks)

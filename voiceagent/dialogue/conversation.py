@@ -303,9 +303,9 @@ class Conversation:
     def workers(self) -> tuple:  # type: ignore[type-arg]
         return (*self.listening.workers, self.llm_worker, self.tts_worker)
 
-    def _task_failed(self, err: BaseException) -> None:
-        logger.error("conversation task failed", exc_info=err)
-        self.bus.publish(ErrorEvent(self.clock.now(), 0, stage=Stage.PIPELINE, text=repr(err)))
+    def _task_failed(self, err: BaseException, turn: int) -> None:
+        logger.error("turn %d: conversation task failed", turn, exc_info=err)
+        self.bus.publish(ErrorEvent(self.clock.now(), turn, stage=Stage.PIPELINE, text=repr(err)))
 
     async def aclose(self) -> None:
         """Cancel everything in flight and wait for it."""

@@ -150,7 +150,7 @@ class Listening:
     def pause(self, utt: Utterance) -> None:
         """A pause of ``vad.speculate_ms``: its final transcript, speculatively."""
         utt.end_probability, utt.end_heard = None, False
-        utt.final_task = self.tasks.spawn(self._final(utt, self._audio(utt), utt.version))
+        utt.final_task = self.tasks.spawn(self._final(utt, self._audio(utt), utt.version), utt.turn)
 
     def resume(self, utt: Utterance) -> str:
         """The user went on after a pause: the work on it is stale. Returns its transcript."""
@@ -172,7 +172,7 @@ class Listening:
             return True
         self.closing[utt.turn] = utt
         if utt.final_task is None:
-            utt.final_task = self.tasks.spawn(self._final(utt, self._audio(utt), utt.version))
+            utt.final_task = self.tasks.spawn(self._final(utt, self._audio(utt), utt.version), utt.turn)
         return False
 
     def done(self, utt: Utterance) -> None:
@@ -193,7 +193,7 @@ class Listening:
         if now - utt.last_partial_at < interval:
             return
         utt.last_partial_at = now
-        self.tasks.spawn(self._partial(utt, self._audio(utt), utt.version))
+        self.tasks.spawn(self._partial(utt, self._audio(utt), utt.version), utt.turn)
 
     # ------------------------------------------------------------------- work
 
@@ -245,7 +245,7 @@ class Listening:
         # The voice is asked only when the words do not already say "wait", and
         # only now: run beside the final ASR, it slowed the ASR on 2 cores.
         if self.end_model is not None and not words_unfinished(text, words_probability, self.turn_end):
-            self.tasks.spawn(self._hear_end(utt, audio, version))
+            self.tasks.spawn(self._hear_end(utt, audio, version), utt.turn)
         else:
             utt.end_heard = True
         self._decide_end(utt)

@@ -63,7 +63,7 @@ class Turn:
 
     def start(self, reply: Coroutine[None, None, None], tasks: TaskSet) -> None:
         """Start making the reply; the task is this turn's, kept (and awaited) in ``tasks``."""
-        self._task = tasks.spawn(reply)
+        self._task = tasks.spawn(reply, owner=self.id)
 
     def emit(self, event: AnyEvent) -> None:
         if self.state is TurnState.COMMITTED or self.state is TurnState.DONE:
