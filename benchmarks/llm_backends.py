@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceagent.bench.corpus import build_corpus  # noqa: E402
-from voiceagent.bench.measure import measure_utterances  # noqa: E402
+from voiceagent.bench.measure import corpus_wer, measure_utterances, premature_rates  # noqa: E402
 from voiceagent.bench.runner import run_realtime  # noqa: E402
 from voiceagent.bench.stats import Dist  # noqa: E402
 from voiceagent.config import Config, load_config  # noqa: E402
@@ -72,6 +72,10 @@ def measure(cfg: Config, corpus) -> dict[str, dict[str, float | None]]:  # type:
         dist = Dist.of(getattr(u, key) for u in utterances)
         figures[key] = {"p50": dist.p50, "p95": dist.p95, "n": dist.n}
     figures["answered"] = {"n": sum(u.v2v_ms is not None for u in utterances)}
+    with_pause, overall = premature_rates(utterances)
+    figures["premature"] = {"with_pause": with_pause, "all": overall,
+                            "paused_n": sum(u.has_pause for u in utterances)}
+    figures["wer"] = {"corpus": corpus_wer(utterances)}
     return figures
 
 
@@ -104,6 +108,12 @@ def main() -> int:
         print(f"| {label} | {fmt(a['p50'])} | {fmt(a['p95'])} | {fmt(b['p50'])} | {fmt(b['p95'])} |")
     print(f"| answered | {results['llama']['answered']['n']} of {args.turns} | | "
           f"{results['openai']['answered']['n']} of {args.turns} | |")
+    pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    a, b = results["llama"]["premature"], results["openai"]["premature"]
+    print(f"| premature end of turn, with a pause (of {a['paused_n']}) | {pct(a['with_pause'])} | | "
+          f"{pct(b['with_pause'])} | |")
+    print(f"| premature end of turn, all | {pct(a['all'])} | | {pct(b['all'])} | |")
+    print(f"| WER | {pct(results['llama']['wer']['corpus'])} | | {pct(results['openai']['wer']['corpus'])} | |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
