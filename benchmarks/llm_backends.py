@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceagent.bench.corpus import build_corpus  # noqa: E402
+from voiceagent.bench.llama_server import start_llama_server  # noqa: E402
 from voiceagent.bench.measure import corpus_wer, measure_utterances, premature_rates  # noqa: E402
 from voiceagent.bench.runner import run_realtime  # noqa: E402
 from voiceagent.bench.stats import Dist  # noqa: E402
@@ -34,33 +32,6 @@ from voiceagent.stages.loading import load_models  # noqa: E402
 
 STAGES = (("endpoint_ms", "endpoint"), ("asr_final_ms", "ASR final"), ("llm_first_token_ms", "LLM first token"),
           ("first_clause_ms", "first clause"), ("tts_first_audio_ms", "TTS first audio"), ("v2v_ms", "voice-to-voice"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(cfg: Config, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(cfg.resolve(cfg.llm.model)),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.llm.context_tokens),
-             "--n_threads", str(cfg.llm.threads), "--n_threads_batch", str(cfg.llm.threads)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=1).read()
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"llama_cpp.server did not start: {log.read_text()[-2000:]}") from None
-            time.sleep(0.2)
 
 
 def measure(cfg: Config, corpus) -> dict[str, dict[str, float | None]]:  # type: ignore[no-untyped-def]
@@ -91,15 +62,11 @@ def main() -> int:
     results = {}
     print("1/2 llm.backend: llama (in process)", file=sys.stderr)
     results["llama"] = measure(base, corpus)
-    with tempfile.TemporaryDirectory() as tmp:
-        server, url = start_server(base, Path(tmp) / "server.log")
-        try:
-            remote = base.model_copy(update={"llm": base.llm.model_copy(update={"backend": "openai", "base_url": url})})
-            print(f"2/2 llm.backend: openai ({url}, llama_cpp.server, same GGUF)", file=sys.stderr)
-            results["openai"] = measure(remote, corpus)
-        finally:
-            server.kill()
-            server.wait()
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        _server, url = start_llama_server(stack, base, Path(tmp) / "server.log")
+        remote = base.model_copy(update={"llm": base.llm.model_copy(update={"backend": "openai", "base_url": url})})
+        print(f"2/2 llm.backend: openai ({url}, llama_cpp.server, same GGUF)", file=sys.stderr)
+        results["openai"] = measure(remote, corpus)
     print("| ms after the true end of speech | llama p50 | llama p95 | openai p50 | openai p95 |")
     print("|---|---|---|---|---|")
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731

@@ -12,68 +12,39 @@ from __future__ import annotations
 import http.server
 import json
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
+from contextlib import ExitStack
+from dataclasses import dataclass
 
 import pytest
 
 from tests.speech import ROOT, conversation_wav, real, require_models, word_error_rate
 from tests.support.config import write_config
 from tests.test_realmodel import load_events, voiceagent
+from voiceagent.bench.llama_server import free_port, start_llama_server
 from voiceagent.config import Config
 from voiceagent.errors import ConfigError, ModelLoadError, StageError
 from voiceagent.stages.openai_chat import OpenAIChatModel
 
-MODEL = ROOT / "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LlamaServer:
-    """``python -m llama_cpp.server`` on a free loopback port."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log = log
-        with open(log, "wb") as out:  # a file, not a pipe: its chatter would fill a pipe and block it
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "llama_cpp.server", "--model", str(MODEL), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "2"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/models", timeout=1).read()
-                return
-            except OSError:
-                tail = log.read_text(errors="replace")[-2000:]
-                assert self.proc.poll() is None, tail
-                assert time.monotonic() < deadline, f"llama_cpp.server did not start within 60 s: {tail}"
-                time.sleep(0.2)
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
 
 @pytest.fixture
 def server(tmp_path):
+    """llama_cpp.server serving the default GGUF on a free loopback port."""
     require_models()
-    srv = LlamaServer(tmp_path / "llama-server.log")
-    yield srv
-    srv.kill()
+    with ExitStack() as stack:
+        proc, url = start_llama_server(stack, Config(base_dir=ROOT), tmp_path / "llama-server.log")
+        yield Server(url, proc)
 
 
 def chat_model(url: str, **llm) -> OpenAIChatModel:
@@ -89,7 +60,7 @@ STORY = [{"role": "user", "content": "Tell me a very long story about a dragon a
 def test_the_reply_streams_and_a_cut_reply_stops_the_stream(server):
     model = chat_model(server.url, max_tokens=200)
     model.warm_up("You are a helpful voice assistant.")
-    assert model.model == str(MODEL)  # not set: the first model the server lists
+    assert model.model == str(ROOT / Config().llm.model)  # not set: the first model the server lists
     assert "Paris" in "".join(model.stream_chat(QUESTION))
     # A turn cut mid-reply closes the iterator: the stream ends there, and the
     # server is free for the next turn at once.

@@ -20,17 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from voiceagent.bench.llama_server import http_json, start_llama_server, start_process, tail
 from voiceagent.errors import ModelMissingError, VoiceAgentError
 
 if TYPE_CHECKING:
@@ -43,7 +41,6 @@ PIPECAT_VENV = REPO_ROOT / ".venv-pipecat"
 BOT_SCRIPT = REPO_ROOT / "benchmarks" / "peers" / "pipecat_bot.py"
 """Runs in .venv-pipecat, so it is not part of the package (it imports pipecat, not voiceagent)."""
 SAMPLE_RATE = 16000
-SERVER_START_TIMEOUT_S = 120.0
 # Loading whisper, piper, Silero and smart-turn before the clock starts, plus
 # shutting the pipeline down after the input ends.
 BOT_OVERHEAD_S = 180.0
@@ -63,86 +60,6 @@ def _venv_python() -> Path:
             SETUP_HINT,
         )
     return python
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _stop(proc: subprocess.Popen, name: str) -> None:
-    """Stop a subprocess and everything it started (it leads its own session)."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        logger.warning("pipecat peer: %s did not stop on SIGTERM; killing it", name)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-
-
-def _start(stack: ExitStack, cmd: list[str], log_path: Path, name: str,
-           env: dict[str, str] | None = None) -> subprocess.Popen:
-    log = stack.enter_context(open(log_path, "wb"))
-    logger.info("pipecat peer: starting %s: %s", name, " ".join(cmd))
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO_ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    stack.callback(_stop, proc, name)
-    return proc
-
-
-def _http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
-
-def _wait_for_server(proc: subprocess.Popen, base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise VoiceAgentError(
-                f"pipecat peer: the llama.cpp server exited with status {proc.returncode}:\n"
-                f"{_tail(log_path)}",
-                f"see {log_path}",
-            )
-        try:
-            _http_json(f"{base_url}/models", timeout=1.0)
-            return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise VoiceAgentError(
-                f"pipecat peer: the llama.cpp server did not answer within "
-                f"{SERVER_START_TIMEOUT_S:.0f} s",
-                f"see {log_path}",
-            )
-        time.sleep(0.2)
 
 
 def _check_models(cfg: Config) -> tuple[Path, Path, Path]:
@@ -203,7 +120,7 @@ def run_peer(corpus_wav: Path, output_wav: Path, cfg: Config) -> None:
     corpus_wav = Path(corpus_wav).resolve()
     output_wav = Path(output_wav).resolve()
     python = _venv_python()
-    asr_model, llm_model, tts_model = _check_models(cfg)
+    asr_model, _llm_model, tts_model = _check_models(cfg)  # each there, or a clear error
     n_frames, duration_s = _check_corpus(corpus_wav)
     asr_device, compute_type, gpu_layers, tts_cuda = _devices(cfg)
 
@@ -214,20 +131,7 @@ def run_peer(corpus_wav: Path, output_wav: Path, cfg: Config) -> None:
     bot_log = Path(f"{stem}.pipecat-bot.log")
     events = Path(f"{stem}.pipecat-events.jsonl")
 
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
     llm = cfg.llm
-    server_cmd = [
-        str(python), "-m", "llama_cpp.server",
-        "--model", str(llm_model),
-        "--n_threads", str(llm.threads),
-        "--n_threads_batch", str(llm.threads),
-        "--n_ctx", str(llm.context_tokens),
-        "--n_gpu_layers", str(gpu_layers),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--verbose", "False",
-    ]  # fmt: skip
     bot_cmd = [
         str(python), str(BOT_SCRIPT),
         "--input", str(corpus_wav),
@@ -238,7 +142,6 @@ def run_peer(corpus_wav: Path, output_wav: Path, cfg: Config) -> None:
         "--asr-compute-type", compute_type,
         "--asr-beam-size", str(cfg.asr.beam_size),
         "--tts-model", str(tts_model),
-        "--llm-url", base_url,
         "--system-prompt", llm.system_prompt,
         "--max-tokens", str(llm.max_tokens),
         "--temperature", str(llm.temperature),
@@ -255,12 +158,12 @@ def run_peer(corpus_wav: Path, output_wav: Path, cfg: Config) -> None:
     bot_env.pop("PYTHONPATH", None)
 
     with ExitStack() as stack:
-        server = _start(stack, server_cmd, server_log, "llama.cpp server")
-        _wait_for_server(server, base_url, server_log)
+        server, base_url = start_llama_server(stack, cfg, server_log, str(python), gpu_layers)
+        bot_cmd += ["--llm-url", base_url]
         # Evaluate the system prompt once, so the first turn finds it in the KV
         # cache as voiceagent's own LLM does after loading.
         try:
-            _http_json(
+            http_json(
                 f"{base_url}/chat/completions",
                 {
                     "model": "local",
@@ -278,25 +181,25 @@ def run_peer(corpus_wav: Path, output_wav: Path, cfg: Config) -> None:
                 f"see {server_log}",
             ) from None
 
-        bot = _start(stack, bot_cmd, bot_log, "pipecat bot", env=bot_env)
+        bot = start_process(stack, bot_cmd, bot_log, "pipecat bot", env=bot_env)
         timeout = duration_s + BOT_OVERHEAD_S
         try:
             rc = bot.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise VoiceAgentError(
                 f"pipecat peer: the bot did not finish {duration_s:.0f} s of audio in "
-                f"{timeout:.0f} s:\n{_tail(bot_log)}",
+                f"{timeout:.0f} s:\n{tail(bot_log)}",
                 f"see {bot_log}",
             ) from None
         if rc != 0:
             raise VoiceAgentError(
-                f"pipecat peer: the bot exited with status {rc}:\n{_tail(bot_log)}",
+                f"pipecat peer: the bot exited with status {rc}:\n{tail(bot_log)}",
                 f"see {bot_log}" if (PIPECAT_VENV / ".installed").exists() else SETUP_HINT,
             )
         if server.poll() is not None:
             raise VoiceAgentError(
                 f"pipecat peer: the llama.cpp server died during the run "
-                f"(status {server.returncode}):\n{_tail(server_log)}",
+                f"(status {server.returncode}):\n{tail(server_log)}",
                 f"see {server_log}",
             )
 
@@ -309,7 +212,7 @@ def _check_output(output_wav: Path, n_frames: int, bot_log: Path) -> None:
 
     if not output_wav.exists():
         raise VoiceAgentError(
-            f"pipecat peer: the bot wrote no {output_wav}:\n{_tail(bot_log)}", f"see {bot_log}"
+            f"pipecat peer: the bot wrote no {output_wav}:\n{tail(bot_log)}", f"see {bot_log}"
         )
     info = sf.info(str(output_wav))
     if info.samplerate != SAMPLE_RATE or info.channels != 1 or info.frames != n_frames:
