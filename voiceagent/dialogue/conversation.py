@@ -287,13 +287,12 @@ class Conversation:
         self._prefill(self.history.prefix(self.cfg.llm.system_prompt), "")
 
     def _prefill(self, prefix: list[dict[str, str]], user_text: str) -> None:
-        self.tasks.spawn(self._prefill_work(prefix, user_text))
+        if self.prompt_cache is not None:  # a server backend has none to fill
+            self.tasks.spawn(self._prefill_work(self.prompt_cache, prefix, user_text))
 
-    async def _prefill_work(self, prefix: list[dict[str, str]], user_text: str) -> None:
-        if self.prompt_cache is None:
-            return
+    async def _prefill_work(self, cache: PromptCache, prefix: list[dict[str, str]], user_text: str) -> None:
         try:
-            await self.llm_worker.call(self.prompt_cache.prefill, prefix, user_text)
+            await self.llm_worker.call(cache.prefill, prefix, user_text)
         except StageError as err:  # only an optimisation; the next turn will say more
             logger.warning("LLM prefill failed: %s", err)
 
