@@ -62,18 +62,24 @@ def _parser() -> argparse.ArgumentParser:
         description="Plays a reproducible espeak-ng corpus (questions, some with a mid-sentence "
         "pause) in real time into the pipeline, then a barge-in run with room echo, then a naive "
         "sequential baseline with the same models; prints a Markdown summary to stdout. "
+        "With --corpus DIR it plays a folder of real recordings instead (WAV files described by "
+        "requests.tsv and/or paused.tsv: name, speech_start_s, speech_end_s, [pauses_s as "
+        "START-END,...,] transcript) and compares the end-of-turn detectors on them. "
         "Exits 0 when the run completed, whether or not the targets were met.",
     ))
-    bench.add_argument("--turns", type=_positive_int, required=True, metavar="N",
-                       help="spoken questions in the corpus")
+    what = bench.add_mutually_exclusive_group(required=True)
+    what.add_argument("--turns", type=_positive_int, metavar="N",
+                      help="spoken questions in the espeak corpus")
+    what.add_argument("--corpus", metavar="DIR",
+                      help="a folder of real recordings to run instead of the espeak corpus")
     bench.add_argument("--json", metavar="PATH",
                        help="write the figures to PATH, the summary to PATH.md, a plot to PATH.png")
     bench.add_argument("--peer", choices=["pipecat"],
                        help="also run this external pipeline on the same audio")
     bench.add_argument("--seed", type=int, default=0, metavar="S",
                        help="corpus seed: sentences, voices, rates, pauses, noise (default 0)")
-    bench.add_argument("--gap-s", type=_positive_float, default=10.0, metavar="G",
-                       help="seconds after each question for the reply (default 10)")
+    bench.add_argument("--gap-s", type=_positive_float, metavar="G",
+                       help="seconds after each question for the reply (default 10; 8 with --corpus)")
     bench.add_argument("--barge-in-turns", type=_non_negative_int, default=3, metavar="M",
                        help="questions interrupted in the barge-in run (default 3; 0: none)")
 
@@ -82,10 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="fetch or list model weights")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     pull = with_config(msub.add_parser("pull", help="fetch the default models into models/"))
-    pull.add_argument("names", nargs="*", help="only these models")
+    pull.add_argument("names", nargs="*",
+                      help="only these models; optional ones (whisper-base) only when named")
     pull.add_argument("--dir", help="models directory (default: models/ beside the config)")
     pull.add_argument("--force", action="store_true", help="fetch again even if installed")
-    lst = with_config(msub.add_parser("list", help="show which models are installed"))
+    lst = with_config(msub.add_parser(
+        "list", help="show which models (default and optional) are installed"))
     lst.add_argument("--dir", help="models directory")
     return p
 
@@ -189,12 +197,20 @@ def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
 def _cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
     from voiceagent.bench.command import BenchOptions, run_bench
 
+    if args.corpus is not None:
+        from voiceagent.bench.real_speech import RealOptions, run_real_bench
+
+        return run_real_bench(cfg, RealOptions(
+            Path(args.corpus), json_path=Path(args.json) if args.json else None, peer=args.peer,
+            gap_s=args.gap_s if args.gap_s is not None else 8.0,
+        ))
+
     opts = BenchOptions(
         turns=args.turns,
         json_path=Path(args.json) if args.json else None,
         peer=args.peer,
         seed=args.seed,
-        gap_s=args.gap_s,
+        gap_s=args.gap_s if args.gap_s is not None else 10.0,
         barge_in_turns=args.barge_in_turns,
     )
     return run_bench(cfg, opts)
@@ -206,11 +222,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     models_dir = _models_dir(args)
     if args.models_command == "pull":
         model_store.pull(models_dir, args.names or None, force=args.force)
-        rows = model_store.status(models_dir, verify=False)
+        rows = model_store.status(models_dir, verify=False, specs=model_store.ALL_MODELS)
     else:
-        rows = model_store.status(models_dir)
+        rows = model_store.status(models_dir, specs=model_store.ALL_MODELS)
     print(model_store.format_status_table(rows))
-    return 0 if all(r.state == "installed" for r in rows) else 1
+    # an optional model that is not installed is no error; a damaged one is
+    return 0 if model_store.all_required_installed(rows) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

