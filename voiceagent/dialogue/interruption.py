@@ -31,6 +31,7 @@ from voiceagent.rules.bargein import (
     is_user_speech,
     judge,
 )
+from voiceagent.rules.echo_residual import EchoResidual
 from voiceagent.stages.protocols import SpeechProbability
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Interruption:
         self.second_stage = second_stage
         self._gating = False
         self._sus: _Suspicion | None = None
+        self.residual = EchoResidual(cfg.barge_in.echo_margin_db)
 
     @property
     def idle(self) -> bool:
@@ -114,7 +116,11 @@ class Interruption:
             self.second_stage.reset()  # its state is from long ago
         self._gating = True
         prob = self.second_stage.probability(block) if self.second_stage is not None else None
-        return is_user_speech(vad, level_db, echo_db, self.settings), prob
+        speech = is_user_speech(vad, level_db, echo_db, self.settings, self.residual.margin_db())
+        if echo_db is not None and self._sus is None and not speech:
+            # What the canceller leaves of the reply (a held reply is no measure).
+            self.residual.observe(level_db, echo_db)
+        return speech, prob
 
     def count(self, utt: Utterance | None, is_speech: bool, prob: float | None) -> None:
         """One frame of ``utt`` (the utterance being listened to): long speech confirms."""

@@ -73,20 +73,24 @@ class BargeInSettings:
     "mm-hmm" that AEC3 half-suppressed came out as "And then then." at -0.93."""
 
 
-def is_user_speech(vad: bool, level_db: float, echo_db: float | None, settings: BargeInSettings) -> bool:
+def is_user_speech(
+    vad: bool, level_db: float, echo_db: float | None, settings: BargeInSettings, margin_db: float | None = None
+) -> bool:
     """Might a frame captured while the reply plays hold the user's speech?
 
     This decides whether to pause the reply, so it must be quick and may be
     wrong. ``vad`` is webrtcvad's verdict on the echo-cancelled frame;
     ``level_db`` is that frame's level and ``echo_db`` the level of what the
     speaker played over the echo path's reach (None when it played nothing),
-    both dBFS. No second stage here: during double talk AEC3 suppresses the
+    both dBFS; ``margin_db`` is how far below the reply echo may lie (by default
+    ``settings.echo_margin_db``; measured: ``rules.echo_residual``). No second stage here: during double talk AEC3 suppresses the
     user's onset by 10-30 dB, which leaves too little for Silero, while what is
     left still stands well above the residual echo.
     """
     if not vad:
         return False
-    if echo_db is not None and level_db < echo_db + settings.echo_margin_db:
+    margin = settings.echo_margin_db if margin_db is None else margin_db
+    if echo_db is not None and level_db < echo_db + margin:
         return False  # what is left after cancellation is far below the reply: echo
     return True
 
