@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from voiceagent.errors import ConfigError
 from voiceagent.rules.bargein import BargeInSettings
+from voiceagent.rules.continuation import ContinuationSettings
 from voiceagent.rules.endpointer import EndpointerSettings
 from voiceagent.rules.splitter import ClauseSplitter
 from voiceagent.rules.turn_end import TurnEndSettings
@@ -145,7 +146,10 @@ class LlmConfig(_Section):
     top_p: float = Field(0.9, gt=0, le=1)
     top_k: int = Field(40, ge=0)
     repeat_penalty: float = Field(1.1, ge=1, le=2)
-    threads: int = Field(2, ge=1, le=64)
+    threads: int = Field(
+        1, ge=1, le=64,
+        description="CPU threads; on 2 cores 1 is faster in the pipeline, see voiceagent/cpu.py",
+    )
     gpu_layers: int | Literal["auto"] = Field("auto", description="-1 = all, 0 = CPU")
 
     @model_validator(mode="after")
@@ -164,7 +168,7 @@ class TtsConfig(_Section):
     )
     length_scale: float = Field(1.0, gt=0.2, le=4, description="larger is slower speech")
     first_clause_min_words: int = Field(
-        3, ge=1, le=50, description="a comma ends the first clause once it has this many"
+        2, ge=1, le=50, description="a comma ends the first clause once it has this many"
     )
     first_clause_max_words: int = Field(
         4, ge=0, le=100, description="cut the first clause at a word after this many (0: never)"
@@ -174,6 +178,12 @@ class TtsConfig(_Section):
     def splitter(self) -> ClauseSplitter:
         """A new splitter for one reply."""
         return ClauseSplitter(self.first_clause_min_words, self.clause_min_words, self.first_clause_max_words)
+
+
+DEFAULT_STOP_PHRASES = (
+    "wait, stop, no, nope, hold on, hang on, never mind, nevermind, cancel, quiet, shut up, "
+    "enough, be quiet, sorry"
+).split(", ")
 
 
 class TurnConfig(_Section):
@@ -200,6 +210,10 @@ class TurnConfig(_Section):
     unfinished_silence_ms: int = Field(
         1000, ge=0, le=10000, description="the words so far cannot end a sentence"
     )
+    doubtful_silence_ms: int = Field(
+        600, ge=0, le=10000,
+        description="the voice sounds complete, the LLM takes the words for a fragment",
+    )
     words_threshold: float = Field(
         0.01,
         ge=0,
@@ -208,11 +222,41 @@ class TurnConfig(_Section):
         "are unfinished (0: do not ask the LLM)",
     )
 
+    continuation_window_ms: int = Field(
+        1500,
+        ge=0,
+        le=10000,
+        description="speech that starts within this many milliseconds of the end of the "
+        "last turn's words continues it: its reply is withdrawn and both parts are answered "
+        "as one turn (0: never)",
+    )
+    continuation_max_heard_ms: int = Field(
+        500,
+        ge=0,
+        le=10000,
+        description="...while at most this much of its reply has been heard (after that, "
+        "speech over the reply is a barge-in)",
+    )
+    stop_phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_STOP_PHRASES),
+        description="words that, said soon after a turn, interrupt its reply instead of "
+        "continuing the turn",
+    )
+
+    def continuation_settings(self, backchannels: list[str]) -> ContinuationSettings:
+        return ContinuationSettings(
+            window_ms=self.continuation_window_ms,
+            max_heard_ms=self.continuation_max_heard_ms,
+            stop_phrases=tuple(self.stop_phrases),
+            backchannels=tuple(backchannels),
+        )
+
     def end_settings(self) -> TurnEndSettings:
         return TurnEndSettings(
             complete_ms=self.complete_silence_ms,
             unsure_ms=self.unsure_silence_ms,
             unfinished_ms=self.unfinished_silence_ms,
+            doubtful_ms=self.doubtful_silence_ms,
             threshold=self.threshold,
             words_threshold=self.words_threshold,
         )
@@ -286,7 +330,9 @@ class BargeInConfig(_Section):
         -25.0,
         ge=-80,
         le=20,
-        description="input quieter than the reply's own level plus this is taken as echo",
+        description="input quieter than the reply's own level plus this is taken as echo, "
+        "until the echo the canceller leaves has been measured (then the measured margin, "
+        "if lower: a quiet user is heard where there is little or no echo)",
     )
     backchannels: list[str] = Field(
         default_factory=lambda: list(DEFAULT_BACKCHANNELS),

@@ -42,6 +42,9 @@ class Reason(StrEnum):
     UNCLEAR = "unclear"
     ECHO = "echo"
     """The last four: said over a reply and rejected as an interruption (``bargein.Verdict``)."""
+    CONTINUED = "continued"
+    """The user went on speaking after the end of the turn: its words are answered
+    with the rest in the next turn, and its reply (withdrawn) leaves no trace."""
     ERROR = "error"
     SHUTDOWN = "shutdown"
 
@@ -69,7 +72,10 @@ class Reason(StrEnum):
     def logged(self) -> bool:
         """A turn of a conversation with the assistant, for the conversation log: not
         no wake word, no words, the wake word alone, its own voice or a knock."""
-        return self not in (Reason.NOT_ADDRESSED, Reason.NO_SPEECH, Reason.WAKE_WORD, Reason.ECHO, Reason.NOISE)
+        return self not in (
+            Reason.NOT_ADDRESSED, Reason.NO_SPEECH, Reason.WAKE_WORD, Reason.ECHO, Reason.NOISE,
+            Reason.CONTINUED,
+        )
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,20 @@ class BargeInRejected(Event):
 
 
 @dataclass(frozen=True)
+class ContinuationJudged(Event):
+    """Speech soon after the end of turn ``of_turn`` was judged (``rules.continuation``)."""
+
+    type: ClassVar[str] = "continuation"
+    of_turn: int
+    verdict: str
+    """``continuation`` (answered together), ``interruption``, ``backchannel`` or ``noise``."""
+    words: str
+    """The words it added."""
+    gap_s: float
+    """Seconds from the end of the earlier turn's speech to this speech."""
+
+
+@dataclass(frozen=True)
 class TurnEnd(Event):
     type: ClassVar[str] = "turn_end"
     text: str
@@ -259,7 +279,7 @@ class ErrorEvent(Event):
 AnyEvent = Union[
     SpeechStart, SpeechEnd, TurnEndJudged, EndOfTurn, AsrPartial, AsrFinal, SpeculationDiscarded,
     LlmFirstToken, LlmFirstClause, TtsFirstAudio, PlaybackStart, PlaybackEnd, BargeInSuspected,
-    BargeIn, BargeInRejected, TurnEnd, TextRequest, WakeWordDetected, ErrorEvent,
+    BargeIn, BargeInRejected, ContinuationJudged, TurnEnd, TextRequest, WakeWordDetected, ErrorEvent,
 ]
 """Every event there is: a closed set, so a consumer can ``match`` it exhaustively."""
 

@@ -139,6 +139,12 @@ class Speaker:
             state = self._turns.get(turn)
             return _heard(state) if state else ""
 
+    def played_s(self, turn: int) -> float:
+        """Seconds of ``turn``'s audio played so far (0 once it has ended)."""
+        with self._lock:
+            state = self._turns.get(turn)
+            return state.played / self.sample_rate if state else 0.0
+
     def hold(self) -> None:
         """Pause the output where it is (fading out); queued audio waits."""
         with self._lock:

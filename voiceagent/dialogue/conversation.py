@@ -24,6 +24,7 @@ from voiceagent.audio.convert import rms_db
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
+from voiceagent.dialogue.continuation import Continuation
 from voiceagent.dialogue.history import History
 from voiceagent.dialogue.interruption import Interruption
 from voiceagent.dialogue.listening import Listening
@@ -100,6 +101,7 @@ class Conversation:
             end_model=end_model, end_of_message=end_of_message, gate=gate,
             prefill=self._prefill if prompt_cache is not None else None,
         )
+        self.continuation = Continuation(self.listening, self.interruption, speaker, self.turns, bus, clock)
 
     @property
     def idle(self) -> bool:
@@ -123,8 +125,12 @@ class Conversation:
         utt = self.listening.current
         match decision:
             case Decision.START:
-                utt = self.listening.start(self.turns.new_id())
-                self.interruption.suspect(utt)
+                first = self.continuation.candidate(self.listening.onset_t())
+                utt = self.listening.start(self.turns.new_id(), continues=first)
+                if first is not None:
+                    self.continuation.started()
+                else:
+                    self.interruption.suspect(utt)
             case Decision.PAUSE if utt is not None:
                 self.interruption.paused(utt)
                 self.listening.pause(utt)
@@ -160,9 +166,11 @@ class Conversation:
         """The transcript of a pause: judge it over a reply, and start the reply
         (speculatively, unless the turn has already ended)."""
         t = self.clock.now()
+        if utt.continues is not None:
+            self.continuation.judge(utt, utt.continues, result.text)
         self.interruption.judge(utt, result.text, result.logprob)
         turn = self.turns.open(utt.turn, utt.final_text or "")
-        turn.emit(AsrFinal(t, utt.turn, result.text))
+        turn.emit(AsrFinal(t, utt.turn, utt.heard_text))
         utt.turn_obj = turn
         # Not yet addressed (the wake word detector may answer late): _commit
         # asks again and starts the reply then.
@@ -173,6 +181,9 @@ class Conversation:
 
     def on_failed(self, utt: Utterance, err: StageError) -> None:
         logger.error("turn %d: %s", utt.turn, err)
+        if utt.continues is not None:  # its first part is answered as it was
+            utt.continues = None
+            self.interruption.release()
         self.bus.publish(ErrorEvent(self.clock.now(), utt.turn, stage=err.stage, text=str(err)))
         self.listening.done(utt)
         self.interruption.forget(utt)

@@ -36,7 +36,7 @@ from voiceagent.errors import StageError
 from voiceagent.events import AsrPartial, EventBus, SpeechStart, TurnEndJudged
 from voiceagent.rules.endpointer import Decision, Endpointer
 from voiceagent.rules.noise_floor import NoiseFloor
-from voiceagent.rules.turn_end import silence_needed_ms, words_unfinished
+from voiceagent.rules.turn_end import looks_unfinished, silence_needed_ms
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.protocols import (
     EndOfMessage,
@@ -113,6 +113,10 @@ class Listening:
         """The utterance being listened to."""
         self.closing: dict[int, Utterance] = {}
         """Ended utterances whose final transcript is still being made."""
+        self.continuation = cfg.turn.continuation_settings(cfg.barge_in.backchannels)
+        self.last_ended: Utterance | None = None
+        """The utterance that ended last, while the user may still go on with it."""
+        self._after_frames = -(-self.continuation.window_ms // cfg.vad.frame_ms) + self._pre_roll_frames
 
     @property
     def idle(self) -> bool:
@@ -134,17 +138,35 @@ class Listening:
         self._recent.append(block)
         if self.current is not None and not self.current.ended:
             self.current.frames.append(block)
+        if (last := self.last_ended) is not None:
+            last.after.append(block)
+            if len(last.after) > self._after_frames:  # too late to go on with it
+                self.last_ended = None
         return self.endpointer.push(is_speech), is_speech
 
-    def start(self, turn_id: int) -> Utterance:
-        """The endpointer heard an onset: a new utterance, with its pre-roll."""
+    def onset_t(self) -> float:
+        """When the speech the endpointer just opened began."""
+        return self.endpointer.onset_index * self.frame_s
+
+    def start(self, turn_id: int, continues: Utterance | None = None) -> Utterance:
+        """The endpointer heard an onset: a new utterance, with its pre-roll, or
+        with all of ``continues`` and what followed it (the user may be going on)."""
         ep = self.endpointer
+        onset = self.onset_t()
         # The endpointer fires a few frames after the onset; keep those plus pre-roll.
         back = ep.index - ep.onset_index + 1 + self._pre_roll_frames
-        utt = Utterance(turn=turn_id, frames=list(self._recent)[-back:], start_t=ep.onset_index * self.frame_s)
+        if continues is not None:
+            frames = continues.frames + continues.after
+            utt = Utterance(turn=turn_id, frames=frames, start_t=continues.start_t, continues=continues)
+            utt.addressed = continues.addressed
+            utt.own_from = max(len(continues.frames), len(frames) - back)
+        else:
+            utt = Utterance(turn=turn_id, frames=list(self._recent)[-back:], start_t=onset)
+        utt.onset_t = onset
+        self.last_ended = None
         utt.last_partial_at = self.clock.now()
         self.current = utt
-        self.bus.publish(SpeechStart(utt.start_t, turn_id))
+        self.bus.publish(SpeechStart(onset, turn_id))
         return utt
 
     def pause(self, utt: Utterance) -> None:
@@ -168,12 +190,20 @@ class Listening:
         utt.ended = True
         utt.end_t = (self.endpointer.last_voiced_index + 1) * self.frame_s
         self.current = None
+        self.last_ended = utt
         if utt.final_text is not None:
             return True
         self.closing[utt.turn] = utt
         if utt.final_task is None:
             utt.final_task = self.tasks.spawn(self._final(utt, self._audio(utt), utt.version), utt.turn)
         return False
+
+    def drop(self, utt: Utterance) -> None:
+        """``utt`` is withdrawn (it goes on in a later utterance): no more work on it."""
+        self.resume(utt)  # what is being done on it is stale
+        if self.last_ended is utt:
+            self.last_ended = None
+        self.done(utt)
 
     def done(self, utt: Utterance) -> None:
         """The coordinator has committed or dropped ``utt``."""
@@ -242,9 +272,9 @@ class Listening:
             return
         utt.words_probability = words_probability
         utt.final_text, utt.heard_text = text, result.text
-        # The voice is asked only when the words do not already say "wait", and
-        # only now: run beside the final ASR, it slowed the ASR on 2 cores.
-        if self.end_model is not None and not words_unfinished(text, words_probability, self.turn_end):
+        # The voice is asked unless the words end on one a sentence cannot end on,
+        # beside the reply (llm.threads: 1 leaves it the other core of two).
+        if self.end_model is not None and not looks_unfinished(text):
             self.tasks.spawn(self._hear_end(utt, audio, version), utt.turn)
         else:
             utt.end_heard = True

@@ -4,7 +4,7 @@ done on it. ``Listening`` fills it; the interruption and the coordinator read it
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +45,17 @@ class Utterance:
     """The end-of-turn model has answered (or failed) for the current pause."""
     words_probability: float | None = None
     """The LLM's probability that the message ends with the current pause's words."""
+    after: list[np.ndarray] = field(default_factory=list)
+    """Once ended: the audio that followed, for as long as the user may go on
+    with it (``rules.continuation``)."""
+    continues: "Utterance | None" = None
+    """The ended utterance this one may be the rest of, until its first
+    transcript is judged; its audio starts with that one's."""
+    own_from: int = 0
+    """Of ``frames``, the first of this stretch's own (with its pre-roll)."""
+    onset_t: float = 0.0
+    """When this stretch of speech began (``start_t`` of a continuation is its
+    first part's)."""
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)

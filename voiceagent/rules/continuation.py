@@ -1,0 +1,103 @@
+"""Is speech soon after the end of a turn the same utterance going on?
+
+People pause for breath, for a word, between the items of a list: 0.3-1.1 s
+inside one sentence in the real recordings, and no end-of-turn policy that
+answers in ~500 ms can wait out all of them. So a turn that ended on a pause
+must be reversible: when the user speaks again within ``window_ms`` of their
+last word, before the reply has said much, the reply is held at once and the
+new words are judged on the transcript of *both* parts together (Whisper hears
+"one, two" far better than a lone "two", which it wrote as ". . . ."):
+
+- words that only add to the sentence: a **continuation**. The reply is
+  withdrawn without a trace in the history, and the whole is answered as one
+  turn;
+- words that start with a stop phrase ("wait", "stop", "no", "hold on", ...):
+  an **interruption** of the reply, answered on their own (the user wants the
+  reply to stop, not to add words to the question);
+- a backchannel ("okay", "mm-hmm") once the reply was heard: the reply goes on;
+- no words at all (a knock, a breath): the reply goes on.
+
+Pure: the caller gives the times and the transcripts. Built from the config
+(``TurnConfig.continuation_settings``), its one source of defaults.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+from voiceagent.rules.bargein import words_of
+
+
+class Verdict(enum.Enum):
+    CONTINUATION = "continuation"
+    INTERRUPTION = "interruption"
+    BACKCHANNEL = "backchannel"
+    NOISE = "noise"
+
+
+@dataclass(frozen=True)
+class ContinuationSettings:
+    window_ms: int
+    """Speech that starts within this many milliseconds of the end of the user's
+    last word (the previous turn's speech end) may continue it (0: never).
+    Beyond it the reply has been heard for a second or more: speech then answers
+    or interrupts the reply, and is judged as a barge-in."""
+    max_heard_ms: int
+    """...and only while at most this much of the reply has been heard. A
+    person reacts to speech within ~0.2-0.5 s: after half a second of the reply
+    the user is answering it, not finishing their sentence."""
+    stop_phrases: tuple[str, ...]
+    """Words that begin an interruption rather than a continuation."""
+    backchannels: tuple[str, ...]
+    """Words that acknowledge the reply (shared with the barge-in rules)."""
+
+
+def may_continue(gap_ms: float, heard_ms: float, s: ContinuationSettings) -> bool:
+    """Could speech starting ``gap_ms`` after the last word of the previous turn,
+    with ``heard_ms`` of its reply heard, be the same utterance?"""
+    return s.window_ms > 0 and 0 <= gap_ms <= s.window_ms and heard_ms <= s.max_heard_ms
+
+
+def added_words(before: str, together: str) -> list[str]:
+    """The words of ``together`` (the transcript of both parts) after those of
+    ``before`` (the first part's own transcript).
+
+    Whisper may write the first part differently once it hears the rest
+    ("1." becomes "one,"), so this aligns the two rather than cutting at a fixed
+    word count: what follows the last word matched is new.
+    """
+    a, b = words_of(before), words_of(together)
+    if not a:
+        return b
+    blocks = [m for m in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks() if m.size]
+    if not blocks:
+        return b[len(a):]
+    last = blocks[-1]
+    return b[last.b + last.size:]
+
+
+def _starts_with(words: list[str], phrases: tuple[str, ...]) -> bool:
+    return any((p := words_of(phrase)) and words[: len(p)] == p for phrase in phrases)
+
+
+def _only(words: list[str], phrases: tuple[str, ...]) -> bool:
+    split = [p for p in (words_of(phrase) for phrase in phrases) if p]
+    can = [False] * len(words) + [True]
+    for i in range(len(words) - 1, -1, -1):
+        can[i] = any(words[i : i + len(p)] == p and can[i + len(p)] for p in split)
+    return can[0]
+
+
+def judge(added: list[str], reply_heard: bool, s: ContinuationSettings) -> Verdict:
+    """What the new words are, given whether any of the reply was heard."""
+    if not added:
+        return Verdict.NOISE
+    if _starts_with(added, s.stop_phrases):
+        return Verdict.INTERRUPTION
+    # Before the reply is heard there is nothing to acknowledge: "okay, and
+    # then..." is the user going on.
+    if reply_heard and _only(added, s.backchannels):
+        return Verdict.BACKCHANNEL
+    return Verdict.CONTINUATION
