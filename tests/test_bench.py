@@ -145,6 +145,31 @@ def test_speech_cut_in_its_pause_is_premature():
     assert alarms.barge_ins == 0
 
 
+def test_talking_over_splits_and_continued_turns_are_counted():
+    c = corpus(utterance(0, 1.0, 3.5, [(2.0, 2.8)]), utterance(1, 12.0, 14.0, [(13.0, 13.4)]))
+    out = np.zeros(s(30), np.float32)
+    out[s(2.5) : s(2.75)] = 0.3  # 0.25 s of a reply heard in the first one's pause
+    out[s(4.0) : s(6.0)] = 0.3
+    events = [
+        # utterance 0: a turn ended in the pause, its reply withdrawn when the user went on
+        ev(1.0, "speech_start", 1), ev(2.0, "speech_end", 1), ev(2.3, "end_of_turn", 1),
+        ev(2.2, "asr_final", 1, text="what is"), ev(2.5, "playback_start", 1),
+        ev(2.8, "speech_start", 2), ev(2.9, "continuation", 2, of_turn=1, verdict="continuation",
+                                          words="the time", gap_s=0.8),
+        ev(2.9, "turn_end", 1, text="what is", reply="", reason="continued"),
+        ev(3.5, "speech_end", 2), ev(3.7, "asr_final", 2, text="what is the time"),
+        ev(3.8, "end_of_turn", 2), ev(4.0, "playback_start", 2),
+        ev(6.0, "turn_end", 2, text="what is the time", reply="It is noon.", reason="answered"),
+        # utterance 1: answered twice, once per part
+        *answered_turn(3, 12.0, 13.0, 13.2, "what is"), *answered_turn(4, 13.4, 14.0, 14.5, "the time"),
+    ]
+    r0, r1 = measure_utterances(c, events, out)
+    assert r0.talked_over_s == pytest.approx(0.25)
+    assert r0.answered_turns == 1 and not r0.split
+    assert r0.transcript == "what is the time" and r0.wer == 0  # the continued turn's words are not counted twice
+    assert r1.answered_turns == 2 and r1.split
+
+
 def test_false_barge_in_is_one_on_a_reply_nobody_talked_over():
     events = [
         ev(4.0, "playback_start", 1), ev(5.0, "barge_in", 1, by_turn=2, played_s=1.0, heard=""),

@@ -158,12 +158,18 @@ def run_bench(cfg: Config, opts: BenchOptions, out: TextIO = sys.stdout) -> int:
     return 1 if peer_error else 0
 
 
+def write_json(figures: dict, text: str, path: Path) -> None:
+    """PATH (the figures) and PATH with .md (the summary)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    path.with_suffix(".md").write_text(text, encoding="utf-8")
+    _progress(f"wrote {path} and {path.with_suffix('.md')}")
+
+
 def write_outputs(figures: dict, text: str, path: Path) -> None:
     """PATH (the figures), PATH with .md (the summary) and with .png (the plot)."""
     from voiceagent.bench.plot import write_plot
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    path.with_suffix(".md").write_text(text, encoding="utf-8")
+    write_json(figures, text, path)
     write_plot(figures, path.with_suffix(".png"))
     _progress(f"wrote {path}, {path.with_suffix('.md')} and {path.with_suffix('.png')}")

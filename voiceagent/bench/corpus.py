@@ -114,7 +114,7 @@ class Utterance:
     text: str
     """What is said, without markup: the reference for the WER."""
     voice: str
-    """espeak-ng voice and variant."""
+    """espeak-ng voice and variant; in a corpus of real recordings, the recording's name."""
     wpm: int
     """Speaking rate, words per minute."""
     gain_db: float

@@ -16,6 +16,7 @@ import numpy as np
 
 from voiceagent.bench.corpus import Corpus
 from voiceagent.bench.wer import normalize, word_errors
+from voiceagent.events import Reason
 
 QUIET = 0.01
 """Output peak (-40 dBFS) at or below which the speaker counts as silent."""
@@ -127,6 +128,16 @@ class UtteranceResult:
     """How each of ``turns`` ended: "7 answered", "5 interrupted", "8 answered, empty"."""
     reply: str = ""
     """What the reply turn said (only what was played)."""
+    talked_over_s: float = 0.0
+    """Seconds of reply audio heard between the true start and end of the speech
+    (its pauses included): the assistant talking while the user was speaking."""
+    answered_turns: int = 0
+    """Of ``turns``, those answered or cut while answering (kept in the history):
+    more than one is an utterance split into several turns."""
+
+    @property
+    def split(self) -> bool:
+        return self.answered_turns > 1
 
     @property
     def answered(self) -> bool:
@@ -170,8 +181,12 @@ def measure_utterances(
             kind in turns[t] and start_s < _t(turns[t][kind]) < end_s
             for t in members for kind in ("end_of_turn", "playback_start")
         )
+        # Words count only where they reached a turn that went on: a fragment
+        # rejected as noise, or the first part of an utterance merged into its
+        # continuation, is not what was answered.
+        kept = [t for t in members if _kept(turns[t].get("turn_end"))]
         transcript = " ".join(
-            str(turns[t]["asr_final"]["text"]).strip() for t in members if "asr_final" in turns[t]
+            str(turns[t]["asr_final"]["text"]).strip() for t in kept if "asr_final" in turns[t]
         ).strip()
         outcomes = tuple(_outcome(t, turns[t].get("turn_end")) for t in members)
         reply_end = turns[reply].get("turn_end") if reply is not None else None
@@ -191,9 +206,37 @@ def measure_utterances(
             overlaps_next=_sounds_before_next(output, corpus, i),
             outcomes=outcomes,
             reply="" if reply_end is None else str(reply_end.get("reply", "")),
+            talked_over_s=sound_s(output, u.start, u.end, rate),
+            answered_turns=sum(
+                r is not None and r.replied for t in members if (r := _reason(turns[t].get("turn_end")))
+            ),
             **stages,  # type: ignore[arg-type]
         ))
     return results
+
+
+def _reason(end: Event | None) -> Reason | None:
+    try:
+        return None if end is None else Reason(str(end.get("reason")))
+    except ValueError:  # a log from another version
+        return None
+
+
+def _kept(end: Event | None) -> bool:
+    """A turn whose words were answered (or that has not ended: still counts)."""
+    reason = _reason(end)
+    return end is None or (reason is not None and reason.kept_in_history)
+
+
+def sound_s(out: np.ndarray, start: int, stop: int, rate: int) -> float:
+    """Seconds of [start, stop) in which the output sounds, in 10 ms windows."""
+    window = rate // 100
+    seg = np.abs(out[max(start, 0) : min(stop, out.size)])
+    n = seg.size // window
+    if n == 0:
+        return 0.0
+    loud = seg[: n * window].reshape(n, window).max(axis=1) > QUIET
+    return float(loud.sum()) * window / rate
 
 
 def _outcome(turn: int, end: Event | None) -> str:
@@ -219,6 +262,7 @@ def measure_output(corpus: Corpus, output: np.ndarray) -> list[UtteranceResult]:
             _v2v_ms(output, u.end, corpus.window_end(i), rate),
             premature=sound_onset(output, u.start, u.end, rate) is not None,
             ref_words=len(normalize(u.text)),
+            talked_over_s=sound_s(output, u.start, u.end, rate),
             playing_at_end=first_sound(output, u.end - rate // 50, u.end) is not None,
             overlaps_next=_sounds_before_next(output, corpus, i),
         ))

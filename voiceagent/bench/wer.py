@@ -2,20 +2,23 @@
 
 Small enough to write here rather than add a dependency. Both sides are
 lower-cased and stripped of punctuation ("Tea?" == "tea", "it's" == "its",
-"mm-hmm" == "mm hmm") so that only the words count.
+"mm-hmm" == "mm hmm"), and numbers are spelled out ("10" == "ten"), so that only
+the words count.
 """
 
 from __future__ import annotations
 
 import re
 
+from voiceagent.bench.numbers import spell_numbers
+
 _APOSTROPHES = re.compile(r"['\u2019]")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
 def normalize(text: str) -> list[str]:
-    """Lower-case words without punctuation."""
-    return _NOT_WORD.sub(" ", _APOSTROPHES.sub("", text.lower())).split()
+    """Lower-case words without punctuation, numbers in words."""
+    return _NOT_WORD.sub(" ", _APOSTROPHES.sub("", spell_numbers(text).lower())).split()
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
