@@ -95,8 +95,8 @@ def test_no_continuation_when_switched_off():
 
 # ------------------------------------------------------------- pure rules
 
-S = ContinuationSettings(window_ms=1500, max_heard_ms=500, stop_phrases=("wait", "stop", "hold on"),
-                         backchannels=("okay", "mm-hmm", "yeah"))
+S = ContinuationSettings(window_ms=1500, max_heard_ms=500, min_speech_ms=200,
+                         stop_phrases=("wait", "stop", "hold on"), backchannels=("okay", "mm-hmm", "yeah"))
 
 
 @pytest.mark.parametrize(("gap", "heard", "ok"), [
@@ -107,7 +107,7 @@ def test_the_window(gap, heard, ok):
 
 
 def test_no_window_when_zero():
-    assert not may_continue(0, 0, ContinuationSettings(0, 500, (), ()))
+    assert not may_continue(0, 0, ContinuationSettings(0, 500, 200, (), ()))
 
 
 @pytest.mark.parametrize(("before", "together", "added"), [
@@ -133,4 +133,21 @@ def test_added_words(before, together, added):
     (["waiting", "room"], False, Verdict.CONTINUATION),  # a stop word only as a whole word
 ])
 def test_judge(added, heard, verdict):
-    assert judge(added, heard, S) is verdict
+    assert judge(added, heard, 400, S) is verdict
+
+
+def test_a_short_sound_is_noise_whatever_whisper_made_of_it():
+    assert judge(["you"], False, 120, S) is Verdict.NOISE
+    assert judge(["two"], False, 240, S) is Verdict.CONTINUATION
+
+
+def test_a_click_in_the_pause_does_not_swallow_the_words_after_it():
+    # A click 0.26 s into the pause opens an utterance that is judged a noise;
+    # the user then goes on within it: judged again, answered as one turn.
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.44), tone(0.06), silence(0.3), tone(0.6), silence(4.0)])
+    events, _, conv = converse(audio, chat=FakeChat(LONG_REPLY))
+    verdicts = [e.verdict for e in events if e.type == "continuation"]
+    assert verdicts[0] == "noise" and verdicts[-1] == "continuation", verdicts
+    answered = [e for e in events if e.type == "turn_end" and e.reason == "answered"]
+    assert len(answered) == 1 and answered[0].text == "speech 17", answered
+    assert [x.user for x in conv.history.exchanges] == ["speech 17"]

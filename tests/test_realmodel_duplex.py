@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import conversation_wav, real, require_models, rms, word_error_rate
+from tests.speech import Clip, conversation_wav, real, require_models, rms, spliced, word_error_rate
 from tests.test_realmodel import load_events, voiceagent
-from voiceagent.bench.measure import quiet_after
+from voiceagent.bench.measure import quiet_after, sound_s
 
 pytestmark = pytest.mark.realmodel
 
@@ -105,3 +105,39 @@ def test_noise_burst_and_backchannel_do_not_stop_the_reply(tmp_path):
     assert one["playback_end"]["t"] > spans[2][1]  # still speaking after the backchannel
     # nothing answers the noise or the backchannel
     assert [e["turn"] for e in events if e["type"] == "turn_end" and e["reason"] == "answered"] == [1]
+
+
+def test_going_on_after_a_pause_that_ended_the_turn_is_answered_as_one(tmp_path):
+    # A real person: "Go forward ten meters." (a whole request), 0.8 s of
+    # silence, then "go somewhere and do something". The first part ends the
+    # turn (Smart Turn hears a finished sentence); the second comes while its
+    # reply is about to start or starting.
+    said = spliced(real("req_go_forward"), real("req_go_somewhere"), gap_s=0.8)
+    spans, audio, rate, events, _ = run(tmp_path, [0.5, said, 6.0])
+    start, end = spans[1]
+    ends = [e for e in events if e["type"] == "turn_end"]
+    answered = [e for e in ends if e["reason"] in ("answered", "interrupted")]
+    assert len(answered) == 1, ends  # one turn, not two
+    assert word_error_rate(said.text, answered[0]["text"]) <= 0.25, answered[0]["text"]
+    # at most a moment of the withdrawn reply was heard over the user
+    assert sound_s(audio, int(start * rate), int(end * rate), rate) <= 0.3
+    assert answered[0]["reply"].strip()
+
+
+def test_a_quiet_voice_over_the_reply_stops_it_and_is_heard_from_its_first_word(tmp_path):
+    # No echo path (a file): the echo margin must not apply to a user 30 dB
+    # below the reply.
+    quiet = Clip(INTERRUPT.name, INTERRUPT.audio * np.float32(0.03), INTERRUPT.start_s, INTERRUPT.end_s,
+                 INTERRUPT.text)
+    spans, audio, rate, events, _ = run(tmp_path, [0.5, ASK, 2.8, quiet, 6.0])
+    onset, end = spans[1]
+    reply_db = 20 * np.log10(rms(audio[int((onset - 0.6) * rate) : int(onset * rate)]))
+    user = quiet.audio[int(quiet.start_s * Clip.RATE) : int(quiet.end_s * Clip.RATE)]
+    assert reply_db - 20 * np.log10(rms(user)) >= 28, "not quiet enough to test"
+    one, two = firsts(events, 1), firsts(events, 2)
+    assert one["playback_start"]["t"] < onset - 0.5, "the reply had not started"
+    assert one["turn_end"]["reason"] == "interrupted"
+    stop = quiet_after(audio, onset, rate)
+    assert stop <= 0.3, f"still audible {stop * 1000:.0f} ms after the quiet voice began"
+    assert two["turn_end"]["reason"] == "answered"
+    assert word_error_rate(INTERRUPT.text, two["turn_end"]["text"]) <= 0.34, two["turn_end"]["text"]

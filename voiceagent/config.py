@@ -243,12 +243,13 @@ class TurnConfig(_Section):
         "continuing the turn",
     )
 
-    def continuation_settings(self, backchannels: list[str]) -> ContinuationSettings:
+    def continuation_settings(self, barge_in: "BargeInConfig") -> ContinuationSettings:
         return ContinuationSettings(
             window_ms=self.continuation_window_ms,
             max_heard_ms=self.continuation_max_heard_ms,
+            min_speech_ms=barge_in.min_speech_ms,
             stop_phrases=tuple(self.stop_phrases),
-            backchannels=tuple(backchannels),
+            backchannels=tuple(barge_in.backchannels),
         )
 
     def end_settings(self) -> TurnEndSettings:

@@ -81,7 +81,8 @@ class Continuation:
         else:
             added = added_words(first.heard_text, text)
             heard = turn is not None and bool(self.speaker.heard_text(turn.id))
-            verdict = judge(added, heard, self.settings)
+            spoken_ms = 1000 * (self.listening.voiced_until() - utt.onset_t)
+            verdict = judge(added, heard, spoken_ms, self.settings)
         gap = utt.onset_t - (first.end_t or utt.onset_t)
         self.bus.publish(ContinuationJudged(self.clock.now(), utt.turn, first.turn, verdict.value, " ".join(added), gap))
         logger.info("turn %d after turn %d: %s (%r)", utt.turn, first.turn, verdict.value, " ".join(added))
@@ -92,10 +93,26 @@ class Continuation:
                 self._cut_before(first)
                 separate(utt)
                 utt.final_text = utt.heard_text = " ".join(added)
-            case _:  # noise or a backchannel: the reply goes on
-                separate(utt)
-                utt.ignored = verdict.value
+            case _:  # noise or a backchannel: the reply goes on, unless the user does
+                utt.ignored, utt.passed_over = verdict.value, first
         self.interruption.release()
+
+    def resumed(self, utt: Utterance) -> None:
+        """``utt`` goes on after a pause. Taken for a noise after ``first`` (a blip
+        inside the user's pause, measured: a click 0.26 s into a 0.62 s pause
+        opened the utterance and the words after the pause were dropped with it),
+        it is judged again, with the reply held meanwhile."""
+        first = utt.passed_over
+        if first is None:
+            return
+        utt.passed_over = None
+        turn = first.turn_obj
+        if turn is not None and turn.state not in (TurnState.SPECULATIVE, TurnState.COMMITTED):
+            separate(utt)  # the reply has ended meanwhile: this is a new turn
+            utt.ignored = None
+            return
+        utt.ignored, utt.continues = None, first
+        self.started()
 
     def _withdraw(self, first: Utterance) -> None:
         """``first`` goes on in the next turn: its reply, heard or not, leaves no trace."""

@@ -147,6 +147,7 @@ class Conversation:
     def _resumed(self, utt: Utterance) -> None:
         """The user went on after a pause: what was started on it is thrown away."""
         self.interruption.resumed(utt)
+        self.continuation.resumed(utt)
         text = self.listening.resume(utt)
         if utt.turn_obj is not None:
             self.turns.discard(utt.turn_obj)

@@ -113,7 +113,7 @@ class Listening:
         """The utterance being listened to."""
         self.closing: dict[int, Utterance] = {}
         """Ended utterances whose final transcript is still being made."""
-        self.continuation = cfg.turn.continuation_settings(cfg.barge_in.backchannels)
+        self.continuation = cfg.turn.continuation_settings(cfg.barge_in)
         self.last_ended: Utterance | None = None
         """The utterance that ended last, while the user may still go on with it."""
         self._after_frames = -(-self.continuation.window_ms // cfg.vad.frame_ms) + self._pre_roll_frames
@@ -147,6 +147,10 @@ class Listening:
     def onset_t(self) -> float:
         """When the speech the endpointer just opened began."""
         return self.endpointer.onset_index * self.frame_s
+
+    def voiced_until(self) -> float:
+        """When the last frame counted as speech ended."""
+        return (self.endpointer.last_voiced_index + 1) * self.frame_s
 
     def start(self, turn_id: int, continues: Utterance | None = None) -> Utterance:
         """The endpointer heard an onset: a new utterance, with its pre-roll, or
@@ -188,7 +192,7 @@ class Listening:
         """The endpointer ended the turn. True if its final transcript is ready;
         otherwise ``Host.on_final`` comes when it is."""
         utt.ended = True
-        utt.end_t = (self.endpointer.last_voiced_index + 1) * self.frame_s
+        utt.end_t = self.voiced_until()
         self.current = None
         self.last_ended = utt
         if utt.final_text is not None:

@@ -51,6 +51,9 @@ class Utterance:
     continues: "Utterance | None" = None
     """The ended utterance this one may be the rest of, until its first
     transcript is judged; its audio starts with that one's."""
+    passed_over: "Utterance | None" = None
+    """The ended utterance this one was judged not to continue (a noise, a
+    backchannel): judged again if the user goes on."""
     own_from: int = 0
     """Of ``frames``, the first of this stretch's own (with its pre-roll)."""
     onset_t: float = 0.0

@@ -48,6 +48,9 @@ class ContinuationSettings:
     """...and only while at most this much of the reply has been heard. A
     person reacts to speech within ~0.2-0.5 s: after half a second of the reply
     the user is answering it, not finishing their sentence."""
+    min_speech_ms: int
+    """New speech shorter than this is a noise: a knock or a breath that Whisper,
+    hearing it after real words, may still give a word (``barge_in.min_speech_ms``)."""
     stop_phrases: tuple[str, ...]
     """Words that begin an interruption rather than a continuation."""
     backchannels: tuple[str, ...]
@@ -90,9 +93,10 @@ def _only(words: list[str], phrases: tuple[str, ...]) -> bool:
     return can[0]
 
 
-def judge(added: list[str], reply_heard: bool, s: ContinuationSettings) -> Verdict:
-    """What the new words are, given whether any of the reply was heard."""
-    if not added:
+def judge(added: list[str], reply_heard: bool, spoken_ms: float, s: ContinuationSettings) -> Verdict:
+    """What the new words are, given whether any of the reply was heard and how
+    long the new speech lasted."""
+    if not added or spoken_ms < s.min_speech_ms:
         return Verdict.NOISE
     if _starts_with(added, s.stop_phrases):
         return Verdict.INTERRUPTION

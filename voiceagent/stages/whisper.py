@@ -27,6 +27,9 @@ from voiceagent.stages.protocols import Transcript
 
 logger = logging.getLogger(__name__)
 
+REPETITION_PENALTY = 1.3
+"""For decoding a loop again: not by default, as it turned "5 5" into "5, five"."""
+
 
 # Whisper invents these on silence and noise; a transcript that is only one of
 # them is returned as "" (no speech). ("Thank you." is also a favourite, but
@@ -99,12 +102,17 @@ class WhisperTranscriber:
         window_s = max(cfg.min_window_s, audio.size / 16000 + cfg.window_margin_s)
         if cfg.window == "fit" and window_s <= 30.0 and self._prompt_known:
             result = self._transcribe_window(audio, window_s)
-            if find_loop(result.text) is not None:
-                # The fitted window loops on some short real utterances where
-                # Whisper's own 30 s window does not (measured: "ten of clubs").
-                logger.info("ASR: %r loops; decoding again with the full window", result.text)
+            # The fitted window loops on some short real utterances where
+            # Whisper's own 30 s window does not (measured: "ten of clubs").
+            # Decoded again with a repetition penalty first (~45 ms on 2 cores,
+            # "10 of clubs."), then with the full window (~250 ms).
+            for again in (lambda: self._transcribe_window(audio, window_s, REPETITION_PENALTY),
+                          lambda: self._transcribe_full(audio)):
+                if find_loop(result.text) is None:
+                    break
+                logger.info("ASR: %r loops; decoding again", result.text)
                 seconds = result.seconds
-                result = self._transcribe_full(audio)
+                result = again()
                 result = Transcript(result.text, seconds + result.seconds, result.logprob)
         else:
             result = self._transcribe_full(audio)
@@ -116,7 +124,7 @@ class WhisperTranscriber:
             return Transcript("", result.seconds)
         return result
 
-    def _transcribe_window(self, audio: np.ndarray, window_s: float) -> Transcript:
+    def _transcribe_window(self, audio: np.ndarray, window_s: float, repetition_penalty: float = 1.0) -> Transcript:
         """One greedy (or beam) decode over an encoder window of ``window_s`` seconds."""
         start = time.perf_counter()
         model = self._model
@@ -139,6 +147,7 @@ class WhisperTranscriber:
                 return_no_speech_prob=True,
                 suppress_blank=True,
                 suppress_tokens=self._suppress,
+                repetition_penalty=repetition_penalty,
             )[0]
         except Exception as err:  # ctranslate2 raises RuntimeError/ValueError
             raise StageError(Stage.ASR, str(err)) from err
