@@ -18,7 +18,8 @@ from voiceagent.rules.turn_end import (
 from voiceagent.stages.protocols import Transcript
 
 S = TurnEndSettings(
-    complete_ms=250, unsure_ms=450, unfinished_ms=1000, doubtful_ms=600, threshold=0.5, words_threshold=0.01
+    complete_ms=250, unsure_ms=450, unfinished_ms=1000, doubtful_ms=600, threshold=0.5, words_threshold=0.01,
+    fragment_threshold=0.001,
 )
 
 
@@ -48,23 +49,23 @@ def test_silence_needed_per_pause():
     assert silence_needed_ms("What time is it?", 0.5, S) == 250  # at the threshold
     assert silence_needed_ms("What time is it?", 0.2, S) == 450  # the voice is unsure
     assert silence_needed_ms("What time is it?", None, S) == 450  # no model
-    # the language model finds the words a fragment (a misheard "of"): wait
-    # longer; the longest when the voice agrees
-    assert silence_needed_ms("What is the capital on?", 0.9, S, words_probability=0.0004) == 600
-    assert silence_needed_ms("What is the capital on?", 0.2, S, words_probability=0.0004) == 1000
-    assert silence_needed_ms("What is the capital on?", None, S, words_probability=0.0004) == 1000
+    # the language model finds the words a fragment (a misheard "of"): wait,
+    # whatever the voice says; only doubtful: wait a little longer
+    assert silence_needed_ms("What is the capital on?", 0.9, S, words_probability=0.0004) == 1000
+    assert silence_needed_ms("7 of clubs.", 0.99, S, words_probability=0.003) == 600
+    assert silence_needed_ms("7 of clubs.", 0.2, S, words_probability=0.003) == 600
     assert silence_needed_ms("What is the capital of France?", 0.9, S, words_probability=0.93) == 250
 
 
 def test_an_unlikely_end_by_the_language_model_is_waited_out():
     class Fragmentary(FakeChat):
-        end_p = 0.001
+        end_p = 0.0005
 
     audio = np.concatenate([silence(0.3), tone(1.0), silence(0.7), tone(1.0), silence(2.5)])
     events, _, _ = converse(audio, chat=Fragmentary(), end_model=FixedEnd(0.3))
     judged = [e for e in events if e.type == "turn_end_judged"]
-    assert judged and all(j.silence_ms == 1000 and j.words_probability == 0.001 for j in judged)
-    # only the default silence (1 s) ends it, after the whole utterance
+    assert judged and all(j.silence_ms == 1000 and j.words_probability == 0.0005 for j in judged)
+    # the 0.7 s pause is waited out: the turn ends after the whole utterance
     assert [e.turn for e in events if e.type == "end_of_turn"] == [1]
 
 

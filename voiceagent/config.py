@@ -212,14 +212,14 @@ class TurnConfig(_Section):
     )
     doubtful_silence_ms: int = Field(
         600, ge=0, le=10000,
-        description="the voice sounds complete, the LLM takes the words for a fragment",
+        description="the LLM takes the words for a fragment (the word list does not)",
     )
     words_threshold: float = Field(
         0.01,
         ge=0,
         lt=1,
         description="LLM probability of the message ending here below which the words "
-        "are unfinished (0: do not ask the LLM)",
+        "are doubtful (doubtful_silence_ms; 0: do not ask the LLM)",
     )
 
     continuation_window_ms: int = Field(
@@ -243,6 +243,14 @@ class TurnConfig(_Section):
         "continuing the turn",
     )
 
+    fragment_threshold: float = Field(
+        0.001,
+        ge=0,
+        lt=1,
+        description="LLM probability of the message ending below which the words are "
+        "unfinished (a fragment for sure, not only doubtful)",
+    )
+
     def continuation_settings(self, barge_in: "BargeInConfig") -> ContinuationSettings:
         return ContinuationSettings(
             window_ms=self.continuation_window_ms,
@@ -260,6 +268,7 @@ class TurnConfig(_Section):
             doubtful_ms=self.doubtful_silence_ms,
             threshold=self.threshold,
             words_threshold=self.words_threshold,
+            fragment_threshold=self.fragment_threshold,
         )
 
 

@@ -41,12 +41,13 @@ class TurnEndSettings:
     unfinished_ms: int
     """Silence that ends a turn whose words are unfinished (the longest wait)."""
     doubtful_ms: int
-    """Silence that ends a turn the voice calls complete but the language model
-    takes for a fragment."""
+    """Silence that ends a turn the language model takes for a fragment."""
     threshold: float
     """Smart Turn probability at or above which the voice says complete."""
     words_threshold: float
-    """Language-model probability of the message ending below which it is unfinished."""
+    """Language-model probability of the message ending below which it is doubtful."""
+    fragment_threshold: float
+    """...and below which it is unfinished."""
 
 
 # Words an English sentence (a request to an assistant) does not end on: articles,
@@ -87,8 +88,13 @@ def words_unfinished(text: str, words_probability: float | None, s: TurnEndSetti
 
 
 def words_doubtful(words_probability: float | None, s: TurnEndSettings) -> bool:
-    """The language model takes the words for a fragment."""
+    """The language model doubts that the message ends here."""
     return words_probability is not None and words_probability < s.words_threshold
+
+
+def words_fragment(words_probability: float | None, s: TurnEndSettings) -> bool:
+    """The language model is sure that the message does not end here."""
+    return words_probability is not None and words_probability < s.fragment_threshold
 
 
 def silence_needed_ms(
@@ -104,15 +110,22 @@ def silence_needed_ms(
     Calibrated on real recordings (``voiceagent bench --corpus``): the word
     list never fired at a true end; the small LLM's doubt caught two real
     mid-sentence pauses nothing else did ("Drop. | the two", "comes back is |
-    well") but also doubted one finished request in 21 ("7 of clubs.", 0.003),
-    so alone it only lengthens the wait to ``doubtful_ms``, and to
-    ``unfinished_ms`` when the voice agrees that the turn goes on. Smart Turn
-    scored 6 of 21 real true ends below 0.5 (read speech, down to 0.005): it
-    shortens the wait when it is sure, and its doubt costs only ``unsure_ms``.
+    well") but also doubted one finished request in 21 ("7 of clubs."). Its
+    probability tells the two apart by its size: where it was right it gave
+    0.0012 or less (real and espeak, ten pauses) but once 0.0065, while
+    finished turns it doubted scored 0.003-0.0098 (one real, three misheard
+    espeak questions). So below ``fragment_threshold`` (0.001) the words are
+    unfinished, and below ``words_threshold`` (0.01) only doubtful: waited
+    ``doubtful_ms`` (600), longer than the pause it caught at 0.0065 (460 ms).
+    Smart Turn scored 6 of 21 real true ends below 0.5
+    (read speech, down to 0.005): it shortens the wait when it is sure, and its
+    doubt costs only ``unsure_ms``. A premature end is not final: the user going
+    on takes the reply back (``rules.continuation``).
     """
-    voice_complete = probability is not None and probability >= s.threshold
-    if looks_unfinished(text):
+    if looks_unfinished(text) or words_fragment(words_probability, s):
         return s.unfinished_ms
     if words_doubtful(words_probability, s):
-        return s.doubtful_ms if voice_complete else s.unfinished_ms
-    return s.complete_ms if voice_complete else s.unsure_ms
+        return s.doubtful_ms
+    if probability is not None and probability >= s.threshold:
+        return s.complete_ms
+    return s.unsure_ms
