@@ -151,3 +151,18 @@ def test_a_click_in_the_pause_does_not_swallow_the_words_after_it():
     answered = [e for e in events if e.type == "turn_end" and e.reason == "answered"]
     assert len(answered) == 1 and answered[0].text == "speech 17", answered
     assert [x.user for x in conv.history.exchanges] == ["speech 17"]
+
+
+def test_a_click_that_ended_before_the_words_resumed_still_lets_them_continue():
+    # The click's own utterance ends (judged a noise) before the user goes on.
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.44), tone(0.06), silence(0.5), tone(0.6), silence(4.0)])
+    # (the fake reply is heard fast: allow a second of it, the limit is not what is tested)
+    events, _, conv = converse(audio, chat=FakeChat(LONG_REPLY),
+                               turn={"unsure_silence_ms": 300, "continuation_max_heard_ms": 1000})
+    ends = [(e.turn, e.reason) for e in events if e.type == "turn_end"]
+    verdicts = [(e.turn, e.of_turn, e.verdict) for e in events if e.type == "continuation"]
+    assert verdicts[0][2] == "noise" and verdicts[-1][1:] == (1, "continuation"), verdicts
+    assert (2, "noise") in ends and (1, "continued") in ends, ends
+    answered = [e for e in events if e.type == "turn_end" and e.reason == "answered"]
+    assert len(answered) == 1 and answered[0].text == "speech 17", answered
+    assert [x.user for x in conv.history.exchanges] == ["speech 17"]

@@ -41,7 +41,7 @@ def test_the_configured_margin_applies_until_the_echo_is_measured():
 
 def test_no_echo_path_lowers_the_margin_to_the_noise_floor():
     r = EchoResidual(-25.0)
-    for _ in range(50):
+    for _ in range(MIN_FRAMES):
         r.observe(-60.0, -13.0)  # the input is room noise, 47 dB below the reply
     assert r.margin_db() == pytest.approx(-39.0)  # 8 dB above what was measured
     # a user 22 dB below the reply now stands out of it
@@ -50,7 +50,7 @@ def test_no_echo_path_lowers_the_margin_to_the_noise_floor():
 
 def test_a_canceller_that_leaves_much_echo_never_makes_it_stricter_than_configured():
     r = EchoResidual(-25.0)
-    for _ in range(50):
+    for _ in range(MIN_FRAMES):
         r.observe(-20.0, -13.0)
     assert r.margin_db() == -25.0
 

@@ -125,6 +125,7 @@ class PacedDuplex:
             if self.room is not None:
                 block = self.room.mix(block, playing)
             block = self.echo_canceller.process(block, playing)
+            self.speaker.echo_path = self.echo_canceller.echo_path
             out, notices = self.speaker.pull(self.n)
             self.sink.write(out)
             playing = out
@@ -251,6 +252,7 @@ class DeviceDuplex:
                         canceller.set_delay_ms(delay_ms)
                         logger.info("echo canceller delay %d ms (stream latency)", delay_ms)
                 block = canceller.process(block, out)
+                self.speaker.echo_path = canceller.echo_path
                 t = (self.start_block + k) * dur
                 self.clock.advance(t + dur)
                 for notice in notices:

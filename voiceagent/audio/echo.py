@@ -46,6 +46,13 @@ class EchoCanceller(Protocol):
         beyond the block alignment: a hint, best given before anything plays."""
         ...
 
+    @property
+    def echo_path(self) -> bool | None:
+        """Is the reply heard in the microphone? True: an echo was found; False:
+        none can be (no loudspeaker, or none found in seconds of playback); None:
+        not known."""
+        ...
+
 
 class NoEchoCanceller:
     """Leaves the microphone signal alone (headphones, or no loudspeaker)."""
@@ -55,6 +62,10 @@ class NoEchoCanceller:
 
     def set_delay_ms(self, delay_ms: int) -> None:
         pass
+
+    @property
+    def echo_path(self) -> bool | None:
+        return False  # echo.canceller: none is for headphones
 
 
 class WebRtcEchoCanceller:
@@ -133,6 +144,10 @@ class WebRtcEchoCanceller:
             logger.debug("AEC delay hint %d ms comes too late: AEC3 tracks the delay itself now", delay_ms)
         else:
             self._apm = self._new_apm()
+
+    @property
+    def echo_path(self) -> bool | None:
+        return None  # AEC3 alone does not say
 
     def process(self, mic: np.ndarray, played: np.ndarray) -> np.ndarray:
         if mic.shape != played.shape or mic.ndim != 1:
@@ -247,6 +262,12 @@ class EchoGatedCanceller:
     def set_delay_ms(self, delay_ms: int) -> None:
         self.inner.set_delay_ms(delay_ms)
 
+    @property
+    def echo_path(self) -> bool | None:
+        if not self.cancelling:
+            return False
+        return True if self.delay_ms is not None else None
+
     def process(self, mic: np.ndarray, played: np.ndarray) -> np.ndarray:
         cleaned = self.inner.process(mic, played)
         n = mic.size
@@ -277,7 +298,7 @@ class EchoGatedCanceller:
         limit = self._release if self._ever_found else 2 * self._every
         if self.cancelling and self._without_echo >= limit:
             logger.info("no echo of the reply in the input: passing it through uncancelled")
-            self.cancelling = False
+            self.cancelling = True
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,9 @@ class Speaker:
         self._level_window_s = level_window_s
         self._levels: deque[tuple[int, float]] = deque()
         """(samples, peak rms dBFS) of recent pulled blocks."""
+        self.echo_path: bool | None = None
+        """Whether what is played is heard in the input (the echo canceller's
+        finding, set by the duplex driver); None: not known."""
 
     def enqueue(self, turn: int, audio: np.ndarray, text: str = "") -> None:
         """Queue mono float32 audio (at ``sample_rate``) for ``turn``."""

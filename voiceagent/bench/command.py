@@ -60,7 +60,7 @@ class BenchOptions:
     """Interrupted questions in the barge-in run (0: no barge-in run)."""
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
@@ -95,13 +95,13 @@ def run_bench(cfg: Config, opts: BenchOptions, out: TextIO = sys.stdout) -> int:
     load_before = os.getloadavg()[0]
     rate = cfg.audio.sample_rate
     corpus = build_corpus(opts.turns, opts.seed, rate, opts.gap_s)
-    _progress(
+    progress(
         f"corpus: {opts.turns} questions, {sum(u.has_pause for u in corpus.utterances)} with a "
         f"pause, {corpus.seconds:.0f} s of audio (seed {opts.seed})"
     )
     models = load_models(cfg)
 
-    _progress(f"1/4 the pipeline in real time ({corpus.seconds:.0f} s)")
+    progress(f"1/4 the pipeline in real time ({corpus.seconds:.0f} s)")
     run = run_realtime(cfg, models, corpus.audio)
     utterances = measure_utterances(corpus, run.events, run.output)
     speech = [(u.start / rate, u.end / rate) for u in corpus.utterances]
@@ -115,7 +115,7 @@ def run_bench(cfg: Config, opts: BenchOptions, out: TextIO = sys.stdout) -> int:
         v2v = Dist.of(u.v2v_ms for u in utterances).p50
         offset = (v2v / 1000 if v2v is not None else FALLBACK_OFFSET_S) + REPLY_INTO_S
         timeline = build_timeline(opts.barge_in_turns, offset, rate, opts.gap_s, opts.seed)
-        _progress(
+        progress(
             f"2/4 barge-in with echo 40:-6 ({opts.barge_in_turns} interruptions {offset:.2f} s "
             f"after the question, {timeline.audio.size / rate:.0f} s)"
         )
@@ -128,12 +128,12 @@ def run_bench(cfg: Config, opts: BenchOptions, out: TextIO = sys.stdout) -> int:
     # Before the baseline loads a second Whisper model: the pipeline's own peak.
     peak = peak_rss_mb()
 
-    _progress("3/4 the naive sequential baseline")
+    progress("3/4 the naive sequential baseline")
     baseline = run_baseline(cfg, models, corpus)
 
     peer_utterances, peer_error = None, None
     if opts.peer and peer_runner is not None:
-        _progress(f"4/4 peer {opts.peer} in real time ({corpus.seconds:.0f} s)")
+        progress(f"4/4 peer {opts.peer} in real time ({corpus.seconds:.0f} s)")
         try:
             peer_utterances = run_peer(opts.peer, peer_runner, corpus, cfg)
         except VoiceAgentError as err:
@@ -154,7 +154,7 @@ def run_bench(cfg: Config, opts: BenchOptions, out: TextIO = sys.stdout) -> int:
     print(text, file=out)
     if opts.json_path is not None:
         write_outputs(figures, text, opts.json_path)
-    _progress(f"done in {time.perf_counter() - started:.0f} s")
+    progress(f"done in {time.perf_counter() - started:.0f} s")
     return 1 if peer_error else 0
 
 
@@ -163,7 +163,7 @@ def write_json(figures: dict, text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     path.with_suffix(".md").write_text(text, encoding="utf-8")
-    _progress(f"wrote {path} and {path.with_suffix('.md')}")
+    progress(f"wrote {path} and {path.with_suffix('.md')}")
 
 
 def write_outputs(figures: dict, text: str, path: Path) -> None:
@@ -172,4 +172,4 @@ def write_outputs(figures: dict, text: str, path: Path) -> None:
 
     write_json(figures, text, path)
     write_plot(figures, path.with_suffix(".png"))
-    _progress(f"wrote {path}, {path.with_suffix('.md')} and {path.with_suffix('.png')}")
+    progress(f"wrote {path}, {path.with_suffix('.md')} and {path.with_suffix('.png')}")

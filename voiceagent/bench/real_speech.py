@@ -55,10 +55,6 @@ class RealOptions:
     """Also run the end-of-turn detectors alone (about a minute on 2 cores)."""
 
 
-def _progress(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
 def group_figures(results: Sequence[UtteranceResult]) -> dict[str, Any]:
     """The overall figures of some utterances."""
     if not results:
@@ -245,25 +241,25 @@ def compare_detectors(corpus: Corpus, end_model: EndOfTurnModel | None, cfg: Con
 
 
 def run_real_bench(cfg: Config, opts: RealOptions, out: TextIO = sys.stdout) -> int:
-    from voiceagent.bench.command import load_peer, run_peer, write_json
+    from voiceagent.bench.command import progress, load_peer, run_peer, write_json
 
     peer_runner = load_peer(opts.peer) if opts.peer else None
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     corpus = load_recordings(opts.corpus_dir, cfg.audio.sample_rate, opts.gap_s)
-    _progress(f"corpus: {len(corpus.utterances)} recordings from {opts.corpus_dir}, {corpus.seconds:.0f} s")
+    progress(f"corpus: {len(corpus.utterances)} recordings from {opts.corpus_dir}, {corpus.seconds:.0f} s")
     models = load_models(cfg)
-    _progress(f"1/3 the pipeline in real time ({corpus.seconds:.0f} s)")
+    progress(f"1/3 the pipeline in real time ({corpus.seconds:.0f} s)")
     run = run_realtime(cfg, models, corpus.audio)
     results = measure_utterances(corpus, run.events, run.output)
 
     detectors = None
     if opts.detectors:
-        _progress("2/3 the end-of-turn detectors alone")
+        progress("2/3 the end-of-turn detectors alone")
         detectors = compare_detectors(corpus, models.end_model, cfg)
     peer = None
     if opts.peer and peer_runner is not None:
-        _progress(f"3/3 peer {opts.peer} in real time ({corpus.seconds:.0f} s)")
+        progress(f"3/3 peer {opts.peer} in real time ({corpus.seconds:.0f} s)")
         try:
             peer = (opts.peer, run_peer(opts.peer, peer_runner, corpus, cfg), None)
         except VoiceAgentError as err:  # reported beside our figures
@@ -285,5 +281,5 @@ def run_real_bench(cfg: Config, opts: RealOptions, out: TextIO = sys.stdout) -> 
     print(text, file=out)
     if opts.json_path is not None:
         write_json(figures, text, opts.json_path)
-    _progress(f"done in {time.perf_counter() - started:.0f} s")
+    progress(f"done in {time.perf_counter() - started:.0f} s")
     return 1 if peer is not None and peer[2] else 0

@@ -97,6 +97,14 @@ class Continuation:
                 utt.ignored, utt.passed_over = verdict.value, first
         self.interruption.release()
 
+    def ended(self, utt: Utterance) -> None:
+        """``utt`` ended, taken for a noise after ``first``: the user may still go on
+        with ``first`` (measured: the click ended 0.26 s before the words resumed)."""
+        first = utt.passed_over
+        if first is not None and utt.ignored is not None:
+            first.after = utt.frames[len(first.frames) :]
+            self.listening.last_ended = first
+
     def resumed(self, utt: Utterance) -> None:
         """``utt`` goes on after a pause. Taken for a noise after ``first`` (a blip
         inside the user's pause, measured: a click 0.26 s into a 0.62 s pause

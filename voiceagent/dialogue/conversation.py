@@ -156,6 +156,7 @@ class Conversation:
 
     def _ended(self, utt: Utterance) -> None:
         ready = self.listening.end(utt)
+        self.continuation.ended(utt)
         self.bus.publish(SpeechEnd(utt.end_t, utt.turn))  # type: ignore[arg-type]
         self.bus.publish(EndOfTurn(self.clock.now(), utt.turn))
         if ready:

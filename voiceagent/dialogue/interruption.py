@@ -116,7 +116,11 @@ class Interruption:
             self.second_stage.reset()  # its state is from long ago
         self._gating = True
         prob = self.second_stage.probability(block) if self.second_stage is not None else None
-        speech = is_user_speech(vad, level_db, echo_db, self.settings, self.residual.margin_db())
+        # The measured margin only where the canceller found no echo path: while
+        # AEC3 converges on a real one, its residual changes too fast to measure
+        # (a margin learnt in its first second let an echo leak through).
+        margin = self.residual.margin_db() if self.speaker.echo_path is False else None
+        speech = is_user_speech(vad, level_db, echo_db, self.settings, margin)
         if echo_db is not None and self._sus is None and not speech:
             # What the canceller leaves of the reply (a held reply is no measure).
             self.residual.observe(level_db, echo_db)

@@ -134,7 +134,7 @@ def judge(
         return Verdict.NOISE
     if voiced_ms < settings.min_speech_ms:
         return Verdict.SHORT
-    if _is_backchannel(words, settings.backchannels):
+    if is_phrases(words, settings.backchannels):
         return Verdict.BACKCHANNEL
     if logprob is not None and logprob < settings.min_logprob:
         return Verdict.UNCLEAR
@@ -149,8 +149,9 @@ def words_of(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+(?:-[a-z0-9']+)*", text.lower())
 
 
-def _is_backchannel(words: list[str], phrases: tuple[str, ...]) -> bool:
-    """True if ``words`` are one or more backchannel phrases in a row."""
+def is_phrases(words: list[str], phrases: tuple[str, ...]) -> bool:
+    """True if ``words`` are one or more of ``phrases`` in a row (backchannels:
+    "yeah okay", "mm-hmm mm-hmm")."""
     split = [words_of(p) for p in phrases]
     # can[i]: words[i:] splits into phrases
     can = [False] * len(words) + [True]

@@ -27,7 +27,7 @@ import enum
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from voiceagent.rules.bargein import words_of
+from voiceagent.rules.bargein import is_phrases, words_of
 
 
 class Verdict(enum.Enum):
@@ -85,14 +85,6 @@ def _starts_with(words: list[str], phrases: tuple[str, ...]) -> bool:
     return any((p := words_of(phrase)) and words[: len(p)] == p for phrase in phrases)
 
 
-def _only(words: list[str], phrases: tuple[str, ...]) -> bool:
-    split = [p for p in (words_of(phrase) for phrase in phrases) if p]
-    can = [False] * len(words) + [True]
-    for i in range(len(words) - 1, -1, -1):
-        can[i] = any(words[i : i + len(p)] == p and can[i + len(p)] for p in split)
-    return can[0]
-
-
 def judge(added: list[str], reply_heard: bool, spoken_ms: float, s: ContinuationSettings) -> Verdict:
     """What the new words are, given whether any of the reply was heard and how
     long the new speech lasted."""
@@ -102,6 +94,6 @@ def judge(added: list[str], reply_heard: bool, spoken_ms: float, s: Continuation
         return Verdict.INTERRUPTION
     # Before the reply is heard there is nothing to acknowledge: "okay, and
     # then..." is the user going on.
-    if reply_heard and _only(added, s.backchannels):
+    if reply_heard and is_phrases(added, s.backchannels):
         return Verdict.BACKCHANNEL
     return Verdict.CONTINUATION

@@ -7,9 +7,13 @@ file, or a canceller that removes the echo well, nothing of the reply is left,
 and the margin only deafens the assistant to a quiet user (measured: a real
 voice at -35 dBFS over a -13 dBFS reply with no echo path was heard 430-700 ms
 late, its first words lost). So this keeps, per frame of playback that was not
-taken for the user, how far the cleaned input lay below the reply, and the
-margin becomes that residual's high percentile plus ``HEADROOM_DB``: never
-stricter than the configured margin, which applies until enough was measured.
+taken for the user, how far the cleaned input lay below the reply, and where
+the echo canceller has found no echo path the margin becomes that residual's
+high percentile plus ``HEADROOM_DB``: never stricter than the configured margin,
+which applies until enough was measured. Where there is an echo path the
+configured margin stays: while AEC3 converges on it, its residual changes
+faster than it can be measured (a margin learnt in its first second let an echo
+leak through, with ``--echo 40:-6``).
 
 Pure: plain decibel values in, a margin out.
 """
@@ -22,8 +26,8 @@ import numpy as np
 
 WINDOW_FRAMES = 100
 """Frames of playback remembered (2 s at 20 ms): a few words of the reply."""
-MIN_FRAMES = 10
-"""Frames measured before the measurement is trusted (200 ms)."""
+MIN_FRAMES = 25
+"""Frames measured before the measurement is trusted (0.5 s)."""
 PERCENTILE = 95.0
 """Of the residual: the echo's loud moments, not its average."""
 HEADROOM_DB = 8.0
