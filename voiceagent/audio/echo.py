@@ -298,7 +298,7 @@ class EchoGatedCanceller:
         limit = self._release if self._ever_found else 2 * self._every
         if self.cancelling and self._without_echo >= limit:
             logger.info("no echo of the reply in the input: passing it through uncancelled")
-            self.cancelling = True
+            self.cancelling = False
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,11 @@ class Continuation:
                 utt.final_text = utt.heard_text = " ".join(added)
             case _:  # noise or a backchannel: the reply goes on, unless the user does
                 utt.ignored, utt.passed_over = verdict.value, first
+                if verdict is Verdict.NOISE and not utt.ended:
+                    # Held until the sound turns out to be all there is: resumed
+                    # at once, the reply's echo made AEC3 (still learning that
+                    # there is none) suppress the words that followed the click.
+                    return
         self.interruption.release()
 
     def ended(self, utt: Utterance) -> None:
@@ -104,6 +109,7 @@ class Continuation:
         if first is not None and utt.ignored is not None:
             first.after = utt.frames[len(first.frames) :]
             self.listening.last_ended = first
+            self.interruption.release()
 
     def resumed(self, utt: Utterance) -> None:
         """``utt`` goes on after a pause. Taken for a noise after ``first`` (a blip
