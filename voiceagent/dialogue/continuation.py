@@ -32,6 +32,12 @@ def separate(utt: Utterance) -> None:
     utt.start_t = utt.onset_t
 
 
+def _open(first: Utterance) -> bool:
+    """Is ``first``'s turn still to be answered or being answered (not done)?"""
+    turn = first.turn_obj
+    return turn is None or turn.state in (TurnState.SPECULATIVE, TurnState.COMMITTED)
+
+
 class Continuation:
     def __init__(
         self,
@@ -55,11 +61,9 @@ class Continuation:
         first = self.listening.last_ended
         if first is None or first.ignored is not None or self.interruption.over_reply(first):
             return None
-        turn = first.turn_obj
-        if turn is not None and turn.state not in (TurnState.SPECULATIVE, TurnState.COMMITTED):
+        if not _open(first) or first.end_t is None:
             return None  # answered and done, or dropped: a new turn
-        if first.end_t is None:
-            return None
+        turn = first.turn_obj
         gap_ms = (onset_t - first.end_t) * 1000
         heard_ms = 0.0 if turn is None else 1000 * self.speaker.played_s(turn.id)
         return first if may_continue(gap_ms, heard_ms, self.settings) else None
@@ -120,8 +124,7 @@ class Continuation:
         if first is None:
             return
         utt.passed_over = None
-        turn = first.turn_obj
-        if turn is not None and turn.state not in (TurnState.SPECULATIVE, TurnState.COMMITTED):
+        if not _open(first):
             separate(utt)  # the reply has ended meanwhile: this is a new turn
             utt.ignored = None
             return
