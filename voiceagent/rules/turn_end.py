@@ -80,13 +80,6 @@ def looks_unfinished(text: str) -> bool:
     return bool(words) and words[-1] in UNFINISHED_WORDS
 
 
-def words_unfinished(text: str, words_probability: float | None, s: TurnEndSettings) -> bool:
-    """The words alone say "wait": by the word list, or by the language model."""
-    if looks_unfinished(text):
-        return True
-    return words_doubtful(words_probability, s)
-
-
 def words_doubtful(words_probability: float | None, s: TurnEndSettings) -> bool:
     """The language model doubts that the message ends here."""
     return words_probability is not None and words_probability < s.words_threshold
