@@ -26,7 +26,7 @@ PIP_INSTALL := $(PY) -m pip install -q --require-hashes --no-build-isolation
 demo: setup
 	$(VENV)/bin/voiceagent demo
 
-test: setup
+test: setup ha-venv
 	$(PY) -m pytest -q -rs
 
 test-fast: $(VENV)/.installed
@@ -77,6 +77,11 @@ lock:
 	$(UV_COMPILE) pyproject.toml --extra test -o requirements.lock
 	$(UV_COMPILE) requirements-build.in -o requirements-build.lock
 	$(UV_COMPILE) requirements-pipecat.in -o requirements-pipecat.lock
+	rm -rf $(HA_WHEEL_DIR) && $(TOOLS_VENV)/bin/pip download -q --no-deps -d $(HA_WHEEL_DIR) \
+		homeassistant==$(HA_VERSION)
+	$(TOOLS_VENV)/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt"))' \
+		$(HA_WHEEL_DIR)/homeassistant-$(HA_VERSION)-py3-none-any.whl > $(HA_CONSTRAINTS)
+	$(UV_COMPILE) requirements-ha.in -c $(HA_CONSTRAINTS) -c requirements-build.lock -o requirements-ha.lock
 
 # A separate venv for the `voiceagent bench --peer pipecat` comparison, so that
 # pipecat's dependency pins cannot break the project venv. It holds pipecat with
@@ -95,4 +100,27 @@ $(PIPECAT_VENV)/.installed: requirements-pipecat.lock requirements-build.lock
 		-r requirements-build.lock
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIPECAT_VENV)/bin/python -m pip install -q \
 		--require-hashes --no-build-isolation -r requirements-pipecat.lock
+	touch $@
+
+# A separate venv with a real Home Assistant for the tests (tests/home_assistant.py
+# starts it on loopback), so that its many exact pins cannot break the project
+# venv. requirements-ha.lock is compiled from requirements-ha.in under the
+# release's own homeassistant/package_constraints.txt (fetched by `make lock`
+# from its wheel) and requirements-build.lock, so pip and setuptools agree with
+# the build lock. The '*' .gitignore keeps git from seeing the venv.
+HA_VENV := .venv-ha
+HA_VERSION = $(shell sed -n 's/^homeassistant==\([^ ]*\).*/\1/p' requirements-ha.in)
+HA_WHEEL_DIR := $(TOOLS_VENV)/ha-wheel
+HA_CONSTRAINTS := $(TOOLS_VENV)/ha-package_constraints.txt
+
+.PHONY: ha-venv
+ha-venv: $(HA_VENV)/.installed
+
+$(HA_VENV)/.installed: requirements-ha.lock requirements-build.lock
+	test -x $(HA_VENV)/bin/python || $(PYTHON) -m venv $(HA_VENV)
+	echo '*' > $(HA_VENV)/.gitignore
+	$(HA_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
+		-r requirements-build.lock
+	$(HA_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
+		-r requirements-ha.lock
 	touch $@

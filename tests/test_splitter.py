@@ -27,6 +27,14 @@ def test_first_clause_is_cut_early_at_a_comma_later_ones_prefer_sentences():
     ]
 
 
+def test_after_the_first_sentence_only_whole_sentences_so_a_cut_reply_ends_whole():
+    # The 40-token cap used to end a reply on a clause already spoken.
+    s = ClauseSplitter(first_min_words=2, min_words=6, first_max_words=4)
+    spoken = s.push("I'm here to help. Let me know if you have a question, or need help with something else, ")
+    assert spoken == ["I'm here to help."]
+    assert s.flush(keep_unfinished=False) == []
+
+
 def test_abbreviations_and_decimals_do_not_end_sentences():
     assert feed("Dr. Smith measured 3.5 liters, e.g. in a jar. Done.") == [
         "Dr. Smith measured 3.5 liters,",

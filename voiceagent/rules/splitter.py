@@ -3,9 +3,11 @@
 Tokens arrive a few characters at a time; ``push`` returns the clauses that are
 complete. A sentence ends at ``.``, ``!``, ``?`` or a newline followed by more
 text (so "3.5" and "e.g." are not cut); a clause ends at ``,``, ``;`` or ``:``
-once it has enough words. The first clause uses a lower word count because the
-time to the first sound matters more than prosody there; later clauses prefer
-whole sentences because piper sounds better with them.
+once it has enough words, and only in the first sentence: the time to the
+first sound matters there, so its first clause has a lower word count. After
+it, whole sentences only, because piper sounds better with them, and because
+a reply the token limit cuts must end on its last whole sentence: a clause
+already spoken ("... or need help with something else,") cannot be taken back.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class ClauseSplitter:
                 continue
             if ch in _SENTENCE_END and not self._is_abbreviation(buf[: i + 1]):
                 return i + 1
-            if ch in _CLAUSE_END and len(buf[:i].split()) >= min_words:
+            if ch in _CLAUSE_END and self.sentences == 0 and len(buf[:i].split()) >= min_words:
                 return i + 1
         if self._emitted == 0 and self.first_max_words:
             # A long first sentence would keep the user waiting for all of it.
