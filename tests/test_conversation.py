@@ -43,7 +43,7 @@ class Scripted:
 
 def converse(
     audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, end_model=None,
-    second_stage=None, actions=(), gate=None, **cfg_over,
+    second_stage=None, actions=(), gate=None, commands=None, **cfg_over,
 ):
     cfg = Config(**cfg_over)
     bus = EventBus()
@@ -55,7 +55,7 @@ def converse(
     conv = Conversation(
         cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock,
         end_model=end_model, second_stage=second_stage, gate=gate, workers=InlineWorker,
-        prompt_cache=chat, end_of_message=chat,
+        prompt_cache=chat, end_of_message=chat, commands=commands,
     )
     if gate is not None:
         bus.subscribe(gate.on_event)

@@ -102,10 +102,10 @@ def test_discovery_configs(tmp_path: Path) -> None:
     topics = Topics.from_config(cfg.mqtt)
     messages = discovery_messages(cfg.mqtt, "1.2.3")
     by_id = {payload["unique_id"]: (topic, payload) for topic, payload in messages}
-    assert len(by_id) == len(messages) == 8, "unique_ids must be unique"
+    assert len(by_id) == len(messages) == 9, "unique_ids must be unique"
     components = {
         "state": "sensor", "transcript": "sensor", "reply": "sensor", "latency": "sensor",
-        "mute": "switch", "say": "text", "ask": "text", "stop": "button",
+        "mute": "switch", "say": "text", "ask": "text", "stop": "button", "timer": "sensor",
     }  # fmt: skip
     assert set(by_id) == {f"{NODE}_{oid}" for oid in components}
     for oid, component in components.items():
@@ -126,7 +126,7 @@ def test_discovery_configs(tmp_path: Path) -> None:
             "sw_version": "1.2.3",
         }
         assert payload["default_entity_id"] == f"{component}.{NODE}_{oid}"
-        has_state = oid in ("state", "transcript", "reply", "latency", "mute")
+        has_state = oid in ("state", "transcript", "reply", "latency", "mute", "timer")
         assert ("state_topic" in payload) == has_state
         if has_state:
             assert payload["state_topic"] == topics.state(oid) == f"voiceagent/{NODE}/{oid}/state"
@@ -146,6 +146,16 @@ def test_discovery_configs(tmp_path: Path) -> None:
         assert by_id[f"{NODE}_{oid}"][1]["max"] == 255
     assert by_id[f"{NODE}_stop"][1]["payload_press"] == "PRESS"
     assert topics.ha_status == "homeassistant/status"
+    # Controls are config (HA's Assist does not expose them), the latency diagnostic.
+    categories = {oid: by_id[f"{NODE}_{oid}"][1].get("entity_category") for oid in components}
+    assert categories == {
+        "state": None, "transcript": None, "reply": None, "latency": "diagnostic",
+        "mute": "config", "say": "config", "ask": "config", "stop": "config", "timer": None,
+    }  # fmt: skip
+    assert by_id[f"{NODE}_timer"][1]["device_class"] == "timestamp"
+    assert "suggested_area" not in by_id[f"{NODE}_state"][1]["device"]
+    placed = discovery_messages(cfg.mqtt, "1.2.3", suggested_area="Office")
+    assert all(payload["device"]["suggested_area"] == "Office" for _, payload in placed)
 
 
 def test_node_id_defaults_to_device_name_slug(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from voiceagent.events import (
     Reason,
     TurnEnd,
 )
+from voiceagent.home.protocol import Commands
 from voiceagent.metrics import LatencyTracker
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.loading import Models
@@ -91,7 +92,7 @@ def event_sinks(
 
 
 def build_conversation(
-    cfg: Config, models: Models, bus: EventBus, gate: WakeGate | None = None
+    cfg: Config, models: Models, bus: EventBus, gate: WakeGate | None = None, commands: Commands | None = None
 ) -> tuple[Conversation, Speaker, TimelineClock]:
     clock = TimelineClock()
     speaker = Speaker(cfg.audio.sample_rate, cfg.audio.output_gain_db)
@@ -102,7 +103,7 @@ def build_conversation(
     conv = Conversation(
         cfg, vad, models.transcriber, models.chat, models.synthesizer, speaker, bus, clock,
         second_stage=second_stage, end_model=models.end_model, gate=gate,
-        prompt_cache=models.prompt_cache, end_of_message=models.end_of_message,
+        prompt_cache=models.prompt_cache, end_of_message=models.end_of_message, commands=commands,
     )
     return conv, speaker, clock
 

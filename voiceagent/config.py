@@ -136,7 +136,8 @@ class LlmConfig(_Section):
         30.0, gt=0, le=600, description="openai: the longest wait for the next piece of a reply"
     )
     system_prompt: str = (
-        "You are a helpful voice assistant. Give short, direct answers."
+        "You are a helpful voice assistant. Give short, direct answers. "
+        "You cannot control devices or do things in the house; never say that you did."
     )
     context_tokens: int = Field(2048, ge=256, le=131072)
     max_history_turns: int = Field(3, ge=0, le=100)
@@ -443,6 +444,46 @@ class MqttConfig(_Section):
         return slug or "voiceagent"
 
 
+class HomeAssistantConfig(_Section):
+    """Control of the house: Home Assistant's WebSocket API, and local intents."""
+
+    url: str | None = Field(
+        None, description="e.g. http://homeassistant.local:8123; null: no house (timers still work)"
+    )
+    token: str | None = Field(None, description="a long-lived access token (HA profile, Security)")
+    token_file: Path | None = Field(None, description="read the token from this file")
+    area: str | None = Field(
+        None, description="the area this assistant stands in, by name or id: \"turn on the lights\" "
+        "and \"in here\" mean it"
+    )
+    language: Literal["en"] = Field("en", description="the intents' language (English only so far)")
+    exposed_only: bool = Field(True, description="control only entities exposed to Assist")
+    intents: bool = Field(True, description="match device commands and timers locally, before the LLM")
+    conversation_agent: str | None = Field(
+        None, description="send what no intent matches to this HA conversation agent "
+        "(e.g. conversation.home_assistant) instead of the local LLM"
+    )
+    bias_asr: bool = Field(True, description="give the recognizer the house's names as hotwords")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="the longest wait for one answer from HA")
+    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first retry delay")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="retry delay cap (doubling)")
+    verify_tls: bool = Field(True, description="check an https:// server's certificate")
+
+    @model_validator(mode="after")
+    def _url_needs_a_token(self) -> "HomeAssistantConfig":
+        if self.url and self.token is None and self.token_file is None:
+            raise ValueError("homeassistant.url needs homeassistant.token or homeassistant.token_file")
+        if self.url is not None:
+            from voiceagent.home.client import websocket_url
+
+            try:
+                websocket_url(self.url)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        return self
+
+
 class ServeConfig(_Section):
     """The ``voiceagent serve`` daemon."""
 
@@ -463,6 +504,7 @@ class Config(_Section):
     barge_in: BargeInConfig = BargeInConfig()
     wake: WakeConfig = WakeConfig()
     mqtt: MqttConfig = MqttConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     serve: ServeConfig = ServeConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     base_dir: Path = Field(Path("."), exclude=True, description="set by the loader")

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Callable, ClassVar, TextIO, Union
+from typing import Any, Callable, ClassVar, TextIO, Union
 
 from voiceagent.errors import Stage
 
@@ -237,6 +237,32 @@ class ContinuationJudged(Event):
 
 
 @dataclass(frozen=True)
+class IntentHandled(Event):
+    """A command of the house was carried out (or could not be), once the turn committed."""
+
+    type: ClassVar[str] = "intent"
+    intent: str
+    """Home Assistant's intent name (``HassTurnOn``)."""
+    slots: dict[str, Any]
+    """What the command named: ``area``, ``name`` (an entity id), ``domain``, ``brightness``..."""
+    targets: tuple[str, ...]
+    """The entity ids it acted on or asked about."""
+    result: str
+    """``done``, ``answered``, ``failed``, ``unavailable`` or ``not_found``."""
+    speech: str
+    """What the assistant says about it."""
+
+
+@dataclass(frozen=True)
+class RequestAccepted(Event):
+    """The turn ended and is answered: its transcript is final (sent to Home Assistant
+    now, seconds before the reply has been played)."""
+
+    type: ClassVar[str] = "request"
+    text: str
+
+
+@dataclass(frozen=True)
 class TurnEnd(Event):
     type: ClassVar[str] = "turn_end"
     text: str
@@ -279,7 +305,7 @@ class ErrorEvent(Event):
 AnyEvent = Union[
     SpeechStart, SpeechEnd, TurnEndJudged, EndOfTurn, AsrPartial, AsrFinal, SpeculationDiscarded,
     LlmFirstToken, LlmFirstClause, TtsFirstAudio, PlaybackStart, PlaybackEnd, BargeInSuspected,
-    BargeIn, BargeInRejected, ContinuationJudged, TurnEnd, TextRequest, WakeWordDetected, ErrorEvent,
+    BargeIn, BargeInRejected, ContinuationJudged, IntentHandled, RequestAccepted, TurnEnd, TextRequest, WakeWordDetected, ErrorEvent,
 ]
 """Every event there is: a closed set, so a consumer can ``match`` it exhaustively."""
 

@@ -9,7 +9,8 @@ Each line is a turn addressed to the assistant::
 ``source`` is ``voice``, ``ask`` or ``say`` (the last two typed, from Home
 Assistant); ``latency_ms`` is from the end of the request (the user's speech, or
 the typed request arriving) to the first sound of the reply, null when nothing
-was played. Speech that was not addressed to the assistant (no wake word) and
+was played. A turn that carried out a command of the house has an ``intent``:
+``{"intent": "HassTurnOn", "slots": {...}, "targets": ["light.office"], "result": "done"}``. Speech that was not addressed to the assistant (no wake word) and
 turns with no words are not logged (a house's conversations stay out of it), nor
 is the assistant's own voice or a knock heard over a reply.
 Each line is flushed and fsynced, so a crash loses at most the turn in progress.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from voiceagent.errors import VoiceAgentError
-from voiceagent.events import AnyEvent, PlaybackStart, Reason, SpeechEnd, TextRequest, TurnEnd
+from voiceagent.events import AnyEvent, IntentHandled, PlaybackStart, Reason, SpeechEnd, TextRequest, TurnEnd
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class TurnSummary:
     latency_ms: int | None
     """Milliseconds from the end of the request (the user's last pause, or the typed
     request arriving) to the first reply sample; None when nothing was played."""
+    intent: dict[str, object] | None = None
+    """The command of the house it carried out (intent, slots, targets, result), if any."""
 
     @property
     def interrupted(self) -> bool:
@@ -60,6 +63,7 @@ class TurnSummaries:
         self._request_end: dict[int, float] = {}
         self._first_sound: dict[int, float] = {}
         self._sources: dict[int, str] = {}
+        self._intents: dict[int, dict[str, object]] = {}
 
     def __call__(self, event: AnyEvent) -> None:
         match event:
@@ -70,11 +74,17 @@ class TurnSummaries:
                 self._sources[turn] = command
             case PlaybackStart(turn=turn):
                 self._first_sound.setdefault(turn, event.t)
+            case IntentHandled(turn=turn):
+                self._intents[turn] = {
+                    "intent": event.intent, "slots": event.slots, "targets": list(event.targets),
+                    "result": event.result,
+                }
             case TurnEnd(turn=turn):
                 end, sound = self._request_end.pop(turn, None), self._first_sound.pop(turn, None)
                 latency = None if end is None or sound is None else round((sound - end) * 1000)
                 summary = TurnSummary(
-                    turn, self._sources.pop(turn, "voice"), event.text, event.reply, event.reason, latency
+                    turn, self._sources.pop(turn, "voice"), event.text, event.reply, event.reason, latency,
+                    self._intents.pop(turn, None),
                 )
                 for sink in self.sinks:
                     sink(summary)
@@ -106,6 +116,7 @@ class ConversationLog:
             "reason": turn.reason,
             "interrupted": turn.interrupted,
             "latency_ms": turn.latency_ms,
+            **({"intent": turn.intent} if turn.intent is not None else {}),
         })
 
     def write(self, record: dict[str, object]) -> None:

@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
 from voiceagent import __version__
@@ -38,10 +39,16 @@ from voiceagent.daemon.listener import Listener
 from voiceagent.daemon.log import ConversationLog, TurnSummaries, TurnSummary
 from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
-from voiceagent.events import EventBus, JsonlEventLog
+from voiceagent.dialogue.conversation import Conversation
+from voiceagent.events import AnyEvent, EventBus, IntentHandled, JsonlEventLog, RequestAccepted
+from voiceagent.home.house import House
+from voiceagent.home.setup import build_home
+from voiceagent.home.timers import Timer, spoken_length
 from voiceagent.mqtt import MqttBridge
+from voiceagent.mqtt.discovery import NO_TIMER
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.loading import Models, load_models
+from voiceagent.stages.protocols import Transcriber
 from voiceagent.stages.wake import WakeWordDetector
 
 logger = logging.getLogger(__name__)
@@ -85,17 +92,82 @@ class DaemonControls:
         self.listener.muted = muted  # the bridge reports the switch's new state
 
 
+class HomeTies:
+    """The house's side of the daemon: local intents, timers, the connection to
+    Home Assistant, and what ties them to the conversation and MQTT."""
+
+    def __init__(self, cfg: Config, bridge: MqttBridge | None) -> None:
+        self.cfg = cfg
+        self.bridge = bridge
+        self.conv: Conversation | None = None
+        self.control = build_home(cfg, self._timer_finished, self._timers_changed)
+
+    def attach(self, conv: Conversation, transcriber: Transcriber) -> None:
+        self.conv = conv
+        control = self.control
+        if control is None or control.connection is None:
+            return
+        rebuild = control.connection.on_house
+        set_hotwords = getattr(transcriber, "set_hotwords", None)
+
+        def on_house(house: House) -> None:
+            if rebuild is not None:
+                rebuild(house)
+            if self.cfg.homeassistant.bias_asr and set_hotwords is not None:
+                set_hotwords(control.names())
+
+        control.connection.on_house = on_house
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.timers.close()
+
+    def _timer_finished(self, timer: Timer) -> None:
+        what = f"The {timer.name} timer" if timer.name else f"Your {spoken_length(timer.seconds)} timer"
+        if self.conv is not None:
+            self.conv.say(f"{what} is done.")
+        if self.bridge is not None:
+            self.bridge.publish_event("timer", {
+                "event": "finished", "id": timer.id, "name": timer.name, "seconds": timer.seconds,
+            })
+
+    def _timers_changed(self, timers: list[Timer]) -> None:
+        if self.bridge is None:
+            return
+        if not timers:
+            self.bridge.publish_state("timer", NO_TIMER)
+            return
+        left = timers[0].ends_at - asyncio.get_running_loop().time()
+        ends = datetime.now(timezone.utc) + timedelta(seconds=left)
+        self.bridge.publish_state("timer", ends.isoformat(timespec="seconds"))
+
+
 class StatePublisher:
     """Sends the last transcript, reply and voice-to-voice latency to MQTT
-    (a ``TurnSummaries`` sink)."""
+    (a ``TurnSummaries`` sink).
+
+    The transcript goes out as soon as the turn is accepted (``RequestAccepted``,
+    an event listener), not when its reply has been played: automations that
+    react to what was said see it seconds sooner."""
 
     def __init__(self, bridge: MqttBridge) -> None:
         self.bridge = bridge
+        self._sent: set[int] = set()
+
+    def on_event(self, event: AnyEvent) -> None:
+        match event:
+            case RequestAccepted(turn=turn, text=text) if text:
+                self._sent.add(turn)
+                self.bridge.publish_state("transcript", text)
+            case IntentHandled():
+                self.bridge.publish_event("intent", event.to_dict())
 
     def __call__(self, turn: TurnSummary) -> None:
+        sent = turn.turn in self._sent
+        self._sent.discard(turn.turn)
         if not turn.reason.is_request:
             return
-        if turn.transcript:
+        if turn.transcript and not sent:
             self.bridge.publish_state("transcript", turn.transcript)
         if turn.reply:
             self.bridge.publish_state("reply", turn.reply)
@@ -110,6 +182,9 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
         raise ConfigError(
             "serve takes --input and --output together (files or pipes), or neither (sound devices)"
         )
+    h = cfg.homeassistant
+    if h.url:  # an unreadable token file fails now, not after the models have loaded
+        cfg.secret(h.token, h.token_file, "homeassistant.token")
     source = open_input(opts.input, rate, cfg.audio.pcm) if opts.input else None
     sink = open_output(opts.output, rate, cfg.audio.pcm) if opts.output else None
     log = ConversationLog(cfg.resolve(cfg.serve.conversation_log)) if cfg.serve.conversation_log else None
@@ -154,14 +229,21 @@ async def _serve(
     if detector is not None:
         gate = WakeGate(cfg.wake.gate_settings())
         bus.subscribe(gate.on_event)  # before the state, which asks it
-    conv, speaker, clock = build_conversation(cfg, models, bus, gate=gate)
-    listener = Listener(conv, bus, cfg.audio.sample_rate, detector, gate)
-
     bridge = None
     if cfg.mqtt.enabled:
-        bridge = MqttBridge(cfg, DaemonControls(listener), __version__)
-        summaries.sinks.append(StatePublisher(bridge))
+        bridge = MqttBridge(cfg, None, __version__)  # its controls need the listener: below
+    home = HomeTies(cfg, bridge)
+    conv, speaker, clock = build_conversation(cfg, models, bus, gate=gate, commands=home.control)
+    listener = Listener(conv, bus, cfg.audio.sample_rate, detector, gate)
+    home.attach(conv, models.transcriber)
+
+    if bridge is not None:
+        bridge.set_controls(DaemonControls(listener))
+        publisher = StatePublisher(bridge)
+        summaries.sinks.append(publisher)
+        bus.subscribe(publisher.on_event)
         bridge.publish_state("mute", "OFF")
+        bridge.publish_state("timer", NO_TIMER)
     reporter = StateReporter(
         lambda state: bridge.publish_state("state", state.value) if bridge is not None else None,
         gate,
@@ -176,7 +258,8 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     wake = f"wake word {cfg.wake.model}" if detector is not None else "no wake word (always listening)"
     mqtt = f"MQTT {cfg.mqtt.host}:{cfg.mqtt.port}" if bridge is not None else "MQTT off"
-    print(f"voiceagent serve: running ({wake}, {mqtt}); SIGTERM or Ctrl+C to stop", file=out)
+    ha = f"Home Assistant {cfg.homeassistant.url}" if cfg.homeassistant.url else "no Home Assistant"
+    print(f"voiceagent serve: running ({wake}, {mqtt}, {ha}); SIGTERM or Ctrl+C to stop", file=out)
 
     async def tick() -> None:
         while not stop.is_set():
@@ -186,6 +269,8 @@ async def _serve(
     side = [asyncio.ensure_future(tick())]
     if bridge is not None:
         side.append(asyncio.ensure_future(bridge.run(stop)))
+    if home.control is not None and home.control.connection is not None:
+        side.append(asyncio.ensure_future(home.control.connection.run(stop)))
     try:
         if source is not None and sink is not None:
             await _paced(cfg, listener, speaker, clock, source, sink, stop)
@@ -193,6 +278,7 @@ async def _serve(
             await _devices(cfg, listener, speaker, clock, stop)
     finally:
         stop.set()
+        home.close()
         await listener.aclose()
         await conv.aclose()  # the reply that was playing ends here, logged as "shutdown"
         # The bridge publishes offline and disconnects on stop; bounded, so a

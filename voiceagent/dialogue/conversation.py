@@ -33,28 +33,15 @@ from voiceagent.dialogue.turn import Turn, TurnLedger
 from voiceagent.dialogue.utterance import Utterance
 from voiceagent.errors import Stage, StageError
 from voiceagent.events import (
-    AsrFinal,
-    EndOfTurn,
-    ErrorEvent,
-    EventBus,
-    Reason,
-    SpeculationDiscarded,
-    SpeechEnd,
-    TextRequest,
-    TurnEnd,
+    AsrFinal, EndOfTurn, ErrorEvent, EventBus, Reason, RequestAccepted,
+    SpeculationDiscarded, SpeechEnd, TextRequest, TurnEnd,
 )
+from voiceagent.home.protocol import Commands
 from voiceagent.rules.endpointer import Decision
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.protocols import (
-    ChatModel,
-    EndOfMessage,
-    EndOfTurnModel,
-    PromptCache,
-    SpeechDetector,
-    SpeechProbability,
-    Synthesizer,
-    Transcriber,
-    Transcript,
+    ChatModel, EndOfMessage, EndOfTurnModel, PromptCache, SpeechDetector,
+    SpeechProbability, Synthesizer, Transcriber, Transcript,
 )
 from voiceagent.stages.workers import ModelWorker, WorkerFactory
 
@@ -78,6 +65,7 @@ class Conversation:
         workers: WorkerFactory = ModelWorker,
         prompt_cache: PromptCache | None = None,
         end_of_message: EndOfMessage | None = None,
+        commands: Commands | None = None,
     ) -> None:
         self.cfg = cfg
         self.vad = vad
@@ -86,6 +74,8 @@ class Conversation:
         self.clock = clock
         self.gate = gate
         """Decides which utterances are requests (the daemon's wake word); None: all."""
+        self.commands = commands
+        """Commands of the house (lights, timers), carried out without the LLM; None: none."""
         self.prompt_cache = prompt_cache
         """Prefills the LLM's cache with what the next prompt starts with; None: a
         backend that has none (a remote server)."""
@@ -94,12 +84,14 @@ class Conversation:
         self.llm_worker = workers("llm")
         self.tts_worker = workers("tts")
         self.turns = TurnLedger(bus, speaker, self.history, clock, on_exchange=self._prefill_next)
-        self.replies = ReplyMaker(cfg, chat, synthesizer, self.llm_worker, self.tts_worker, self.history, clock)
+        self.replies = ReplyMaker(
+            cfg, chat, synthesizer, self.llm_worker, self.tts_worker, self.history, clock, commands
+        )
         self.interruption = Interruption(cfg, speaker, self.turns, bus, clock, second_stage)
         self.listening = Listening(
             cfg, transcriber, bus, clock, self.history, self.tasks, self, workers, self.llm_worker,
             end_model=end_model, end_of_message=end_of_message, gate=gate,
-            prefill=self._prefill if prompt_cache is not None else None,
+            prefill=self._prefill if prompt_cache is not None else None, commands=commands,
         )
         self.continuation = Continuation(self.listening, self.interruption, speaker, self.turns, bus, clock)
 
@@ -172,6 +164,7 @@ class Conversation:
             self.continuation.judge(utt, utt.continues, result.text)
         self.interruption.judge(utt, result.text, result.logprob)
         turn = self.turns.open(utt.turn, utt.final_text or "")
+        turn.command = utt.command
         turn.emit(AsrFinal(t, utt.turn, utt.heard_text))
         utt.turn_obj = turn
         # Not yet addressed (the wake word detector may answer late): _commit
@@ -237,6 +230,7 @@ class Conversation:
         else:
             if self.gate is not None:
                 self.gate.accepted(utt.start_t)
+            self.bus.publish(RequestAccepted(now, turn.id, turn.user_text))
             if not turn.answering:  # the wake word was heard only after the pause
                 self._answer(turn)
             elif turn.generation_done:
@@ -258,6 +252,7 @@ class Conversation:
     def ask(self, text: str) -> int:
         """Answer ``text`` as if the user had said it; returns the turn."""
         turn = self._text_turn("ask", text, user_text=text)
+        turn.command = self.commands.match(text) if self.commands is not None else None
         self._answer(turn)
         return turn.id
 

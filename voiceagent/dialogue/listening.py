@@ -34,16 +34,12 @@ from voiceagent.dialogue.history import History
 from voiceagent.dialogue.utterance import Utterance
 from voiceagent.errors import StageError
 from voiceagent.events import AsrPartial, EventBus, SpeechStart, TurnEndJudged
+from voiceagent.home.protocol import Commands
 from voiceagent.rules.endpointer import Decision, Endpointer
 from voiceagent.rules.noise_floor import NoiseFloor
 from voiceagent.rules.turn_end import looks_unfinished, silence_needed_ms
 from voiceagent.rules.wake_gate import WakeGate
-from voiceagent.stages.protocols import (
-    EndOfMessage,
-    EndOfTurnModel,
-    Transcriber,
-    Transcript,
-)
+from voiceagent.stages.protocols import EndOfMessage, EndOfTurnModel, Transcriber, Transcript
 from voiceagent.stages.workers import Worker, WorkerFactory
 
 logger = logging.getLogger(__name__)
@@ -82,6 +78,7 @@ class Listening:
         end_of_message: EndOfMessage | None = None,
         gate: WakeGate | None = None,
         prefill: Callable[[list[dict[str, str]], str], None] | None = None,
+        commands: Commands | None = None,
     ) -> None:
         self.cfg = cfg
         self.transcriber = transcriber
@@ -93,6 +90,7 @@ class Listening:
         self.end_model = end_model
         self.end_of_message = end_of_message
         self.gate = gate
+        self.commands = commands
         self.prefill = prefill
         """Evaluates a prompt prefix in the LLM (the coordinator's, on the LLM's worker)."""
         self.rate = cfg.audio.sample_rate
@@ -217,14 +215,10 @@ class Listening:
 
     def keep_listening(self) -> None:
         """Between frames while in an utterance: a partial transcript, if it is time."""
-        utt = self.current
-        interval = self.cfg.asr.partial_interval_ms / 1000
-        if utt is None or not self.endpointer.in_utterance:
+        utt, interval, now = self.current, self.cfg.asr.partial_interval_ms / 1000, self.clock.now()
+        if utt is None or not self.endpointer.in_utterance or interval <= 0 or self.partial_worker.busy:
             return
-        if interval <= 0 or self.partial_worker.busy or utt.final_task:
-            return
-        now = self.clock.now()
-        if now - utt.last_partial_at < interval:
+        if utt.final_task or now - utt.last_partial_at < interval:
             return
         utt.last_partial_at = now
         self.tasks.spawn(self._partial(utt, self._audio(utt), utt.version), utt.turn)
@@ -271,14 +265,17 @@ class Listening:
         if version != utt.version:
             return  # the user went on speaking; a later pause starts a new one
         text = self.gate.strip(result.text) if self.gate is not None else result.text
-        words_probability = await self._words_end(text)
+        # A command of the house is a finished request: the LLM need not judge it.
+        command = self.commands.match(text) if self.commands is not None else None
+        words_probability = None if command is not None else await self._words_end(text)
         if version != utt.version:
             return
+        utt.command = command
         utt.words_probability = words_probability
         utt.final_text, utt.heard_text = text, result.text
-        # The voice is asked unless the words end on one a sentence cannot end on,
+        # The voice is asked unless the words are a command or end on one a sentence cannot end on,
         # beside the reply (llm.threads: 1 leaves it the other core of two).
-        if self.end_model is not None and not looks_unfinished(text):
+        if self.end_model is not None and command is None and not looks_unfinished(text):
             self.tasks.spawn(self._hear_end(utt, audio, version), utt.turn)
         else:
             utt.end_heard = True
@@ -320,7 +317,8 @@ class Listening:
         """Once the words and the voice of this pause are known: how long to wait."""
         if utt is not self.current or utt.ended or utt.final_text is None or not utt.end_heard:
             return
-        ms = silence_needed_ms(utt.final_text, utt.end_probability, self.turn_end, utt.words_probability)
+        command = utt.command is not None
+        ms = silence_needed_ms(utt.final_text, utt.end_probability, self.turn_end, utt.words_probability, command)
         ms = self.host.min_silence_ms(utt, ms)
         self.endpointer.set_silence_needed(ms)
         self.bus.publish(

@@ -1,10 +1,19 @@
 """Making one turn's reply: the LLM's stream cut into clauses, each clause
-synthesized as soon as it is complete, the audio handed to the turn.
+synthesized as soon as it is complete, the audio handed to the turn. Or, for a
+command of the house, the action and what came of it.
 
 The two halves run side by side in one ``TaskGroup``: a failure or a cancellation
 of either stops both. On a small CPU the first clause's synthesis is the
 critical path, so the LLM holds while it runs (``tts.prioritize_first_clause``),
 then both go on together.
+
+A command ("turn on the office lights") runs only once its turn has committed,
+and once: speculation may only prepare it. What it will most likely say is
+synthesized meanwhile, so when Home Assistant has accepted the call the answer
+plays at once; if something else came of it (HA down, a refusal), that is
+said instead. Every clause the LLM writes is checked for a claimed action
+(``rules.claims``): the LLM never acts, so such a claim is replaced by the
+truth before it is spoken.
 """
 
 from __future__ import annotations
@@ -13,17 +22,24 @@ import asyncio
 import logging
 import threading
 
+import numpy as np
+
 from voiceagent.audio.convert import resample, trim_leading_silence
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.dialogue.history import History
 from voiceagent.dialogue.turn import Turn
 from voiceagent.errors import StageError
-from voiceagent.events import ErrorEvent, LlmFirstClause, LlmFirstToken, TtsFirstAudio
+from voiceagent.events import ErrorEvent, IntentHandled, LlmFirstClause, LlmFirstToken, TtsFirstAudio
+from voiceagent.home.protocol import Command, Commands
+from voiceagent.rules.claims import claims_action, might_claim
 from voiceagent.stages.protocols import ChatModel, Synthesizer
 from voiceagent.stages.workers import Worker
 
 logger = logging.getLogger(__name__)
+
+CANNOT_ACT = "Sorry, I can't do that: I'm not connected to any devices."
+"""Said instead of a clause that claims an action, with no house to ask."""
 
 
 class ReplyMaker:
@@ -36,6 +52,7 @@ class ReplyMaker:
         tts_worker: Worker,
         history: History,
         clock: Clock,
+        commands: Commands | None = None,
     ) -> None:
         self.cfg = cfg
         self.chat = chat
@@ -44,6 +61,7 @@ class ReplyMaker:
         self.tts_worker = tts_worker
         self.history = history
         self.clock = clock
+        self.commands = commands
         self.rate = cfg.audio.sample_rate
 
     async def make(self, turn: Turn, say: str | None = None) -> None:
@@ -58,7 +76,11 @@ class ReplyMaker:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._speak(turn, clauses, llm_may_run))
-                if say is None:
+                if say is None and turn.command is not None and self.commands is not None:
+                    group.create_task(self._act(turn, self.commands, turn.command, clauses))
+                elif say is None and self.commands is not None and self.commands.converses:
+                    group.create_task(self._converse(turn, self.commands, clauses))
+                elif say is None:
                     group.create_task(self._generate(turn, clauses, llm_may_run))
                 else:
                     clauses.put_nowait(say)
@@ -80,14 +102,34 @@ class ReplyMaker:
         splitter = cfg.tts.splitter()
         first_clause = True
 
-        def hand_over(clause: str) -> None:
+        def hand_over(clause: str) -> bool:
+            """Give ``clause`` to the TTS; False if the reply must end here."""
             nonlocal first_clause
+            honest = not claims_action(clause)
+            if not honest:
+                logger.warning("turn %d: the LLM claimed an action (%r); saying so instead", turn.id, clause)
+                clause = self.commands.cannot_act() if self.commands is not None else CANNOT_ACT
+                turn.reply = clause
             if first_clause:
                 first_clause = False
                 if cfg.tts.prioritize_first_clause:
                     llm_may_run.clear()
                 turn.emit(LlmFirstClause(self.clock.now(), turn.id, clause))
             clauses.put_nowait(clause)
+            return honest
+
+        held = ""
+        """The start of a sentence that mentions a device or an action, kept back
+        until the sentence is whole and can be checked as one."""
+
+        def take(clause: str) -> bool:
+            nonlocal held
+            text = f"{held} {clause}" if held else clause
+            if clause.rstrip()[-1:] not in ".!?\u2026" and might_claim(text):
+                held = text
+                return True
+            held = ""
+            return hand_over(text)
 
         stream = self.llm_worker.stream(lambda: self.chat.stream_chat(messages), llm_may_run)
         try:
@@ -96,14 +138,86 @@ class ReplyMaker:
                     turn.emit(LlmFirstToken(self.clock.now(), turn.id, piece))
                 turn.reply += piece
                 for clause in splitter.push(piece):
-                    hand_over(clause)
+                    if not take(clause):
+                        return
                     if splitter.sentences >= cfg.llm.max_sentences:
+                        if held:
+                            hand_over(held)
                         return  # the small default model rambles: cut it here
             for clause in splitter.flush(keep_unfinished=False):
-                hand_over(clause)
+                if not take(clause):
+                    return
+            if held:
+                hand_over(held)
         finally:
             clauses.put_nowait(None)
             await stream.aclose()  # type: ignore[attr-defined]
+
+    async def _act(
+        self, turn: Turn, commands: Commands, command: Command, clauses: asyncio.Queue[str | None]
+    ) -> None:
+        """Carry the command out once the turn commits, and say what came of it."""
+        expected = commands.expected(command)
+        early: asyncio.Task[list[np.ndarray]] | None = None
+        if expected:
+            early = asyncio.ensure_future(self._synthesize(expected))
+        try:
+            await turn.committed.wait()  # a cancelled turn never gets past here
+            outcome = await commands.execute(command)
+            turn.emit(IntentHandled(
+                self.clock.now(), turn.id, command.intent, dict(command.slots), outcome.targets,
+                outcome.result, outcome.speech,
+            ))
+            logger.info("turn %d: %s %s -> %s (%r)", turn.id, command.intent, outcome.targets, outcome.result, outcome.speech)
+            turn.reply = outcome.speech
+            if early is not None and outcome.speech == expected:
+                chunks = await early
+                for i, audio in enumerate(chunks):
+                    self._deliver(turn, audio, expected if i == 0 else "", first=i == 0)
+            else:
+                if early is not None:  # the TTS worker is needed for the words to say
+                    early.cancel()
+                    await asyncio.gather(early, return_exceptions=True)
+                if outcome.speech:
+                    clauses.put_nowait(outcome.speech)
+        finally:
+            clauses.put_nowait(None)
+            if early is not None and not early.done():
+                early.cancel()
+                await asyncio.gather(early, return_exceptions=True)
+
+    async def _converse(self, turn: Turn, commands: Commands, clauses: asyncio.Queue[str | None]) -> None:
+        """Home Assistant's conversation agent answers (it may act, so only once the
+        turn has committed)."""
+        try:
+            await turn.committed.wait()
+            outcome = await commands.converse(turn.user_text)
+            turn.emit(IntentHandled(
+                self.clock.now(), turn.id, "conversation", {}, outcome.targets, outcome.result, outcome.speech
+            ))
+            turn.reply = outcome.speech
+            if outcome.speech:
+                clauses.put_nowait(outcome.speech)
+        finally:
+            clauses.put_nowait(None)
+
+    async def _synthesize(self, text: str) -> list[np.ndarray]:
+        """All of ``text``'s audio, before anyone may hear it."""
+        synth = self.synthesizer
+        stream = self.tts_worker.stream(lambda: synth.synthesize(text))
+        try:
+            return [audio async for audio in stream]
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def _deliver(self, turn: Turn, audio: np.ndarray, text: str, first: bool) -> None:
+        synth = self.synthesizer
+        if first:
+            # Any leading silence of the first sound is latency the user
+            # hears as such (piper starts each sentence with ~35 ms).
+            audio = trim_leading_silence(audio, synth.sample_rate)
+            turn.emit(TtsFirstAudio(self.clock.now(), turn.id))
+        turn.deliver(resample(audio, synth.sample_rate, self.rate), text)
 
     async def _speak(
         self, turn: Turn, clauses: asyncio.Queue[str | None], llm_may_run: threading.Event
@@ -115,14 +229,10 @@ class ReplyMaker:
             try:
                 text = clause
                 async for audio in stream:
+                    self._deliver(turn, audio, text, first_audio)
                     if first_audio:
-                        # Any leading silence of the first sound is latency the user
-                        # hears as such (piper starts each sentence with ~35 ms).
-                        audio = trim_leading_silence(audio, synth.sample_rate)
                         first_audio = False
                         llm_may_run.set()
-                        turn.emit(TtsFirstAudio(self.clock.now(), turn.id))
-                    turn.deliver(resample(audio, synth.sample_rate, self.rate), text)
                     text = ""  # the clause's words belong to its first chunk
             finally:
                 llm_may_run.set()

@@ -29,6 +29,7 @@ from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.dialogue.history import Exchange, History
 from voiceagent.events import AnyEvent, EventBus, PlaybackEnd, PlaybackStart, Reason, TurnEnd
+from voiceagent.home.protocol import Command
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ class Turn:
     generation_done: bool = False
     failed: bool = False
     """A model call failed while answering (the error event says which)."""
+    command: Command | None = None
+    """A command of the house this turn carries out (once committed) instead of asking the LLM."""
+    committed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the turn is committed: an action waits for it, and never runs if the
+    turn is cancelled first (the user went on, or talked over it)."""
     _task: asyncio.Task[None] | None = None
     _held_events: list[AnyEvent] = field(default_factory=list)
     _held_audio: list[tuple[np.ndarray, str]] = field(default_factory=list)
@@ -82,6 +88,7 @@ class Turn:
         if self.state is not TurnState.SPECULATIVE:
             return
         self.state = TurnState.COMMITTED
+        self.committed.set()
         for event in sorted(self._held_events, key=lambda e: e.t):
             self.publish(event)
         for audio, text in self._held_audio:

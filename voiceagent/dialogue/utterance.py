@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voiceagent.dialogue.turn import Turn
+from voiceagent.home.protocol import Command
 
 
 @dataclass(eq=False)
@@ -45,6 +46,8 @@ class Utterance:
     """The end-of-turn model has answered (or failed) for the current pause."""
     words_probability: float | None = None
     """The LLM's probability that the message ends with the current pause's words."""
+    command: Command | None = None
+    """The current pause's words as a command of the house (None: not one)."""
     after: list[np.ndarray] = field(default_factory=list)
     """Once ended: the audio that followed, for as long as the user may go on
     with it (``rules.continuation``)."""

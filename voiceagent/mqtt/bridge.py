@@ -19,7 +19,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Protocol
+from collections import deque
+from typing import Any, Protocol
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -62,6 +63,10 @@ the next change."""
 _ANNOUNCE = "<announce>"
 """Queued instead of an entity name: publish discovery, online and all states."""
 
+_EVENT = "<event>"
+"""Queued instead of an entity name: publish the pending events."""
+MAX_PENDING_EVENTS = 100
+
 _AUTH_REFUSED = {4, 5, 134, 135}
 """CONNACK codes for a bad user name/password or not authorized (MQTT 3.1.1 and 5)."""
 
@@ -93,7 +98,7 @@ class MqttBridge:
     :meth:`publish_state` still works (it only remembers values).
     """
 
-    def __init__(self, cfg: Config, controls: Controls, sw_version: str) -> None:
+    def __init__(self, cfg: Config, controls: Controls | None, sw_version: str) -> None:
         self._cfg = cfg
         self._mqtt = cfg.mqtt
         self._controls = controls
@@ -104,17 +109,22 @@ class MqttBridge:
         self._tls = self._tls_parameters()
         self._discovery = [
             (topic, json.dumps(payload, ensure_ascii=False))
-            for topic, payload in discovery_messages(cfg.mqtt, sw_version)
+            for topic, payload in discovery_messages(cfg.mqtt, sw_version, cfg.homeassistant.area)
         ]
         self._commands = {self._topics.command(e): e for e in COMMAND_ENTITIES}
         self._states: dict[str, str] = {}
         self._changed: asyncio.Queue[str] = asyncio.Queue()
+        self._events: deque[tuple[str, str]] = deque(maxlen=MAX_PENDING_EVENTS)
         self._client: aiomqtt.Client | None = None
         self._outage_since: float | None = None
         """time.monotonic() when the broker was last found missing; None while fine."""
         self._session_connected = False
         """Whether the current connection attempt got as far as a CONNACK."""
         self._subscribed = False
+
+    def set_controls(self, controls: Controls) -> None:
+        """What commands do (when they are made after the bridge)."""
+        self._controls = controls
 
     @property
     def topics(self) -> Topics:
@@ -145,6 +155,18 @@ class MqttBridge:
         self._states[entity] = value
         if self._client is not None:
             self._changed.put_nowait(entity)
+
+    def publish_event(self, name: str, payload: dict[str, Any]) -> None:
+        """Publish ``payload`` as JSON on ``<base>/event/<name>``, not retained (it
+        happened once). Without a connection it is dropped: an event is news, not
+        state. At most ``MAX_PENDING_EVENTS`` wait; the oldest go first."""
+        if self._client is None:
+            logger.debug("MQTT not connected: event %s not sent", name)
+            return
+        if len(self._events) == self._events.maxlen:
+            logger.warning("MQTT events are not going out fast enough: dropping the oldest")
+        self._events.append((self._topics.event(name), json.dumps(payload, ensure_ascii=False, default=str)))
+        self._changed.put_nowait(_EVENT)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until ``stop`` is set, then say ``offline`` and disconnect.
@@ -220,6 +242,8 @@ class MqttBridge:
                     self._client = client
                     while not self._changed.empty():  # all states go out with the announce
                         self._changed.get_nowait()
+                    if self._events:
+                        self._changed.put_nowait(_EVENT)
                     await self._serve(client, stop)
                 # Short timeouts from here: a broker that stopped answering must not
                 # hold up the daemon's shutdown (this also bounds the DISCONNECT wait
@@ -284,6 +308,10 @@ class MqttBridge:
             item = await self._changed.get()
             if item == _ANNOUNCE:
                 await self._announce(client)
+            elif item == _EVENT:
+                while self._events:
+                    topic, payload = self._events.popleft()
+                    await client.publish(topic, payload, qos=QOS, retain=False)
             else:
                 await self._publish_state(client, item)
 

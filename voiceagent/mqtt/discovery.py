@@ -14,7 +14,12 @@ object id      kind    what
 ``say``        text    speaks the text sent to it
 ``ask``        text    asks the assistant and speaks the answer
 ``stop``       button  stops the current reply
+``timer``      sensor  when the next timer rings (a timestamp; unknown: none)
 =============  ======  ==============================================
+
+Controls carry ``entity_category: config`` and the latency ``diagnostic``: Home
+Assistant's Assist does not expose categorized entities, so nobody can mute us
+by voice through Home Assistant by accident.
 
 Topics (``<node>`` is :meth:`MqttConfig.node`):
 
@@ -24,6 +29,8 @@ Topics (``<node>`` is :meth:`MqttConfig.node`):
 - command: ``<base_topic>/<node>/<object_id>/set``
 - attributes (transcript and reply: the full text as JSON):
   ``<base_topic>/<node>/<object_id>/attributes``
+- events, not retained, JSON: ``<base_topic>/<node>/event/intent`` (a command of
+  the house and what came of it), ``<base_topic>/<node>/event/timer`` (a timer rang)
 - Home Assistant's own birth/will: ``<discovery_prefix>/status``
 """
 
@@ -48,7 +55,7 @@ ELLIPSIS = "…"
 ASSISTANT_STATES = ("idle", "listening", "thinking", "speaking")
 """The values of the ``state`` sensor (its enum options)."""
 
-STATE_ENTITIES = ("state", "transcript", "reply", "latency", "mute")
+STATE_ENTITIES = ("state", "transcript", "reply", "latency", "mute", "timer")
 """Entities with a state topic, in the order their states are (re)published."""
 
 COMMAND_ENTITIES = ("mute", "say", "ask", "stop")
@@ -68,6 +75,10 @@ class Entity:
     icon: str
     extra: tuple[tuple[str, Any], ...] = ()
     """Platform-specific config keys."""
+    category: str | None = None
+    """Home Assistant's ``entity_category``: ``config`` for controls, ``diagnostic``
+    for figures. Home Assistant's own Assist does not expose entities with a
+    category, so "turn on voice agent mute" said to it cannot mute us."""
 
 
 _TEXT_INPUT = (("mode", "text"), ("min", 1), ("max", MAX_STATE_CHARS))
@@ -93,6 +104,7 @@ ENTITIES: tuple[Entity, ...] = (
             ("state_class", "measurement"),
             ("suggested_display_precision", 0),
         ),
+        "diagnostic",
     ),
     Entity(
         "mute",
@@ -100,11 +112,16 @@ ENTITIES: tuple[Entity, ...] = (
         "Mute",
         "mdi:microphone-off",
         (("payload_on", ON), ("payload_off", OFF), ("state_on", ON), ("state_off", OFF)),
+        "config",
     ),
-    Entity("say", "text", "Say", "mdi:bullhorn", _TEXT_INPUT),
-    Entity("ask", "text", "Ask", "mdi:chat-question", _TEXT_INPUT),
-    Entity("stop", "button", "Stop", "mdi:stop-circle", (("payload_press", PRESS),)),
+    Entity("say", "text", "Say", "mdi:bullhorn", _TEXT_INPUT, "config"),
+    Entity("ask", "text", "Ask", "mdi:chat-question", _TEXT_INPUT, "config"),
+    Entity("stop", "button", "Stop", "mdi:stop-circle", (("payload_press", PRESS),), "config"),
+    Entity("timer", "sensor", "Next timer", "mdi:timer-sand", (("device_class", "timestamp"),)),
 )
+
+NO_TIMER = "None"
+"""The ``timer`` state with no timer running (Home Assistant shows it as unknown)."""
 
 ENTITY_BY_ID = {e.object_id: e for e in ENTITIES}
 
@@ -141,6 +158,9 @@ class Topics:
     def attributes(self, entity: str) -> str:
         return f"{self.base}/{entity}/attributes"
 
+    def event(self, name: str) -> str:
+        return f"{self.base}/event/{name}"
+
     def config(self, entity: str) -> str:
         component = ENTITY_BY_ID[entity].component
         return f"{self.discovery_prefix}/{component}/{self.node}/{entity}/config"
@@ -157,16 +177,24 @@ def truncate_state(text: str, limit: int = MAX_STATE_CHARS) -> str:
     return text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
 
 
-def discovery_messages(cfg: MqttConfig, sw_version: str) -> list[tuple[str, dict[str, Any]]]:
-    """``(config topic, payload)`` for every entity, to publish retained."""
+def discovery_messages(
+    cfg: MqttConfig, sw_version: str, suggested_area: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(config topic, payload)`` for every entity, to publish retained.
+
+    ``suggested_area``: the room the device is put in when Home Assistant first
+    sees it (``homeassistant.area``); the user can move it, and HA keeps that.
+    """
     topics = Topics.from_config(cfg)
-    device = {
+    device: dict[str, Any] = {
         "identifiers": [f"voiceagent_{topics.node}"],
         "name": cfg.device_name,
         "manufacturer": "voiceagent",
         "model": "voiceagent",
         "sw_version": sw_version,
     }
+    if suggested_area:
+        device["suggested_area"] = suggested_area
     messages = []
     for entity in ENTITIES:
         oid = entity.object_id
@@ -191,6 +219,8 @@ def discovery_messages(cfg: MqttConfig, sw_version: str) -> list[tuple[str, dict
             payload["qos"] = 1
         if oid in TEXT_ENTITIES:
             payload["json_attributes_topic"] = topics.attributes(oid)
+        if entity.category is not None:
+            payload["entity_category"] = entity.category
         payload.update(entity.extra)
         messages.append((topics.config(oid), payload))
     return messages

@@ -91,7 +91,11 @@ def words_fragment(words_probability: float | None, s: TurnEndSettings) -> bool:
 
 
 def silence_needed_ms(
-    text: str, probability: float | None, s: TurnEndSettings, words_probability: float | None = None
+    text: str,
+    probability: float | None,
+    s: TurnEndSettings,
+    words_probability: float | None = None,
+    command: bool = False,
 ) -> int:
     """The silence after which this pause ends the turn.
 
@@ -114,9 +118,17 @@ def silence_needed_ms(
     (read speech, down to 0.005): it shortens the wait when it is sure, and its
     doubt costs only ``unsure_ms``. A premature end is not final: the user going
     on takes the reply back (``rules.continuation``).
+
+    ``command``: the words are a whole command of the house ("turn on the
+    office lights", matched by its intents, names included): finished, whatever
+    the voice says. Commands are what people say to a house most, and their
+    answer has no LLM in it, so the wait is most of what they wait for. If the
+    user does go on ("... and the kitchen"), that is a continuation.
     """
     if looks_unfinished(text) or words_fragment(words_probability, s):
         return s.unfinished_ms
+    if command:
+        return s.complete_ms
     if words_doubtful(words_probability, s):
         return s.doubtful_ms
     if probability is not None and probability >= s.threshold:
