@@ -30,7 +30,7 @@ NODE = "test_agent"
 BASE = f"voiceagent/{NODE}"
 ENTITIES = {
     "state": "sensor", "transcript": "sensor", "reply": "sensor", "latency": "sensor",
-    "mute": "switch", "say": "text", "ask": "text", "stop": "button",
+    "mute": "switch", "say": "text", "ask": "text", "stop": "button", "timer": "sensor",
 }
 WITHOUT_WAKE = real("read_amiable_himself")
 REQUEST = real("req_go_somewhere")

@@ -131,12 +131,13 @@ async def run_paced(
     bus: EventBus,
     realtime: bool = True,
     echo: EchoSpec | None = None,
+    commands: Commands | None = None,
 ) -> float:
     """Run a conversation over a file/pipe input until it has ended and been answered.
 
     With ``echo``, the output is mixed back into the input through a simulated room.
     """
-    conv, speaker, clock = build_conversation(cfg, models, bus)
+    conv, speaker, clock = build_conversation(cfg, models, bus, commands=commands)
     room = RoomEcho(echo.delay_ms, echo.gain_db, cfg.audio.sample_rate) if echo else None
     driver = PacedDuplex(
         source, sink, speaker, clock, block_samples(cfg), realtime=realtime,

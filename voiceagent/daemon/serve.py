@@ -123,7 +123,7 @@ class HomeTies:
             self.control.timers.close()
 
     def _timer_finished(self, timer: Timer) -> None:
-        what = f"The {timer.name} timer" if timer.name else f"Your {spoken_length(timer.seconds)} timer"
+        what = f"The {timer.name} timer" if timer.name else f"Your timer for {spoken_length(timer.seconds)}"
         if self.conv is not None:
             self.conv.say(f"{what} is done.")
         if self.bridge is not None:

@@ -36,6 +36,8 @@ class HomeConnection:
         self.on_house = on_house
         """Called with each newly read house (to rebuild the intent matcher)."""
         self._reload: asyncio.TimerHandle | None = None
+        self._reading: asyncio.Task[None] | None = None
+        """The registries being read again (awaited when the connection stops)."""
         self.client.subscribe("state_changed", self._state_changed)
         for event in REGISTRY_EVENTS:
             self.client.subscribe(event, self._registry_changed)
@@ -50,6 +52,9 @@ class HomeConnection:
         finally:
             if self._reload is not None:
                 self._reload.cancel()
+            if self._reading is not None:
+                self._reading.cancel()
+                await asyncio.gather(self._reading, return_exceptions=True)
 
     async def call_service(
         self, domain: str, service: str, data: dict[str, Any] | None = None, target: dict[str, Any] | None = None
@@ -93,11 +98,14 @@ class HomeConnection:
     def _registry_changed(self, event: dict[str, Any]) -> None:
         if self._reload is not None:
             self._reload.cancel()
-        loop = asyncio.get_running_loop()
-        self._reload = loop.call_later(RELOAD_DELAY_S, lambda: loop.create_task(self._reload_now()))
+        self._reload = asyncio.get_running_loop().call_later(RELOAD_DELAY_S, self._read_again)
+
+    def _read_again(self) -> None:
+        self._reload = None
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._reload_now())
 
     async def _reload_now(self) -> None:
-        self._reload = None
         try:
             await self._load()
         except HomeUnavailable as err:  # the reconnect reads it again anyway

@@ -16,6 +16,7 @@ to a small LLM that may claim it did it.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from typing import Any
@@ -98,7 +99,14 @@ class IntentMatcher:
             known = {"name": self._lists["name"], "area": self._lists["area"], "floor": self._lists["floor"]}
             for slot, entity in result.entities.items():
                 if slot in known and not _in_list(known[slot], entity.value):
-                    unknown[slot] = str(entity.text or entity.value).strip()
+                    words = str(entity.text or entity.value).strip()
+                    near = _nearest(known[slot], words)
+                    if near is None:
+                        unknown[slot] = words
+                    else:  # a misheard name ("the leaving room lamp"): the one it is close to
+                        entity.value, entity.text = near
+        if unknown and (result.intent.name not in DEVICE_INTENTS or len(" ".join(unknown.values()).split()) > 4):
+            return None  # a sentence, not a name: let the LLM answer it
         slots: dict[str, Any] = {}
         spoken: dict[str, str] = {}
         for slot, entity in result.entities.items():
@@ -112,6 +120,30 @@ class IntentMatcher:
         command = Command(result.intent.name, text, slots, spoken, unknown, result.response or "default")
         logger.debug("intent %s %s in %r (%.1f ms)", command.intent, slots, text, (time.perf_counter() - started) * 1000)
         return command
+
+
+NEAR = 0.8
+"""How alike (difflib's ratio) misheard words must be to a name to be taken for it."""
+
+
+def _nearest(slot_list: SlotList, words: str) -> tuple[Any, str] | None:
+    """``(value, name)`` of the list's name that ``words`` contain or are close to."""
+    if not isinstance(slot_list, TextSlotList):
+        return None
+    said = " ".join(words.casefold().split())
+    best: tuple[float, Any, str] | None = None
+    for v in slot_list.values:
+        name = getattr(v.text_in, "text", None)
+        if not isinstance(name, str) or not name.strip():
+            continue
+        key = " ".join(name.casefold().split())
+        if f" {key} " in f" {said} ":
+            score = 1.0 + len(key) / 100  # contained: the longest name wins
+        else:
+            score = difflib.SequenceMatcher(None, said, key).ratio()
+        if score >= NEAR and (best is None or score > best[0]):
+            best = (score, v.value_out, name)
+    return None if best is None else (best[1], best[2])
 
 
 def _in_list(slot_list: SlotList, value: Any) -> bool:

@@ -51,6 +51,8 @@ _PATTERNS = [
     # "Turning on the lights." "Done."
     re.compile(rf"^(?:okay[,.!]?\s+|ok[,.!]?\s+|sure[,.!]?\s+|alright[,.!]?\s+)?(?:{'|'.join(_DOING)})\s+(?:on|off|up|down|the|your|it|all)\b"),
     re.compile(r"^(?:okay[,.!]?\s+|ok[,.!]?\s+|sure[,.!]?\s+)?(?:all\s+)?done\b"),
+    # "No, the kitchen is not on." (a state it cannot know: only Home Assistant does)
+    re.compile(r"\b(?:is|are)\s+(?:now\s+|not\s+|still\s+|already\s+)*(?:switched\s+|turned\s+)?(?:on|off)\s*[.!]?$"),
 ]
 
 
