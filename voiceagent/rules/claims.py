@@ -56,14 +56,17 @@ _PATTERNS = [
 ]
 
 
-_MENTIONS = re.compile(rf"\b(?:{'|'.join(_THINGS + _DONE + _DO + _DOING)}|done)\b")
+_ENDINGS = (" on.", " done.", " turned on the lights.", " turn on the lights.")
+"""What a sentence cut short could go on with to make a claim."""
 
 
 def might_claim(text: str) -> bool:
-    """Could the sentence that starts with ``text`` turn into a claim? Then it is
-    held until it is whole: the first clause is cut after a few words for
-    latency, and "The office lights are" + "on." is a claim neither half is."""
-    return bool(_MENTIONS.search(text.lower()))
+    """Could the sentence that starts with ``text`` turn into a claim within a few
+    words? Then it is held until it is whole: the first clause is cut after a few
+    words for latency, and "The office lights are" + "on." is a claim neither
+    half is. Narrow on purpose: a clause held is a gap in the reply, and "The
+    ocean is a vast realm where light" must not wait for its full stop."""
+    return any(claims_action(text + ending) for ending in _ENDINGS)
 
 
 def claims_action(text: str) -> bool:
