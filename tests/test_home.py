@@ -179,7 +179,8 @@ def test_spoken_lengths() -> None:
         "The office lights are on.", "I turned on the office lights.", "I've switched off the kitchen light.",
         "Okay, turning on the lights.", "Done!", "The lights have been turned off.",
         "I'll turn on the lights for you.", "The door is now locked.", "I have set the thermostat to 21 degrees.",
-        "No, the kitchen is not on.",
+        "No, the kitchen is not on.", "I'll just turn on the lights in your office, please.",
+        "The kitchen light is still on.",
     ],
 )
 def test_claimed_actions_are_caught(text: str) -> None:

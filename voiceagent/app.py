@@ -163,8 +163,15 @@ async def run_device(
     duration: float | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> float:
-    """Live conversation on sound devices until SIGINT/SIGTERM or ``duration`` seconds."""
-    conv, speaker, clock = build_conversation(cfg, models, bus)
+    """Live conversation on sound devices until SIGINT/SIGTERM or ``duration`` seconds.
+
+    The house is controlled as by ``serve`` (local intents, timers, and Home
+    Assistant if ``homeassistant.url`` is set), without MQTT."""
+    from voiceagent.daemon.house import HomeTies
+
+    home = HomeTies(cfg, None)
+    conv, speaker, clock = build_conversation(cfg, models, bus, commands=home.control)
+    home.attach(conv, models.transcriber)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -177,9 +184,16 @@ async def run_device(
     )
     if on_ready is not None:
         on_ready()
+    connection = None
+    if home.control is not None and home.control.connection is not None:
+        connection = asyncio.ensure_future(home.control.connection.run(stop))
     try:
         return await driver.run(conv, stop)
     finally:
+        stop.set()
+        home.close()
+        if connection is not None:
+            await connection
         if timer is not None:
             timer.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -180,6 +180,9 @@ def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
 
     in_dev = resolve_device(args.input_device or cfg.audio.input_device, "input")
     out_dev = resolve_device(args.output_device or cfg.audio.output_device, "output")
+    h = cfg.homeassistant
+    if h.url:  # an unreadable token file fails now, not after the models have loaded
+        cfg.secret(h.token, h.token_file, "homeassistant.token")
     with event_sinks(args.events) as (bus, tracker):
         models = load_models(cfg)
         asyncio.run(

@@ -18,7 +18,6 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
 from voiceagent import __version__
@@ -39,16 +38,12 @@ from voiceagent.daemon.listener import Listener
 from voiceagent.daemon.log import ConversationLog, TurnSummaries, TurnSummary
 from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
-from voiceagent.dialogue.conversation import Conversation
 from voiceagent.events import AnyEvent, EventBus, IntentHandled, JsonlEventLog, RequestAccepted
-from voiceagent.home.house import House
-from voiceagent.home.setup import build_home
-from voiceagent.home.timers import Timer, spoken_length
+from voiceagent.daemon.house import HomeTies
 from voiceagent.mqtt import MqttBridge
 from voiceagent.mqtt.discovery import NO_TIMER
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.loading import Models, load_models
-from voiceagent.stages.protocols import Transcriber
 from voiceagent.stages.wake import WakeWordDetector
 
 logger = logging.getLogger(__name__)
@@ -90,56 +85,6 @@ class DaemonControls:
     def set_muted(self, muted: bool) -> None:
         logger.info("microphone %s", "muted" if muted else "on")
         self.listener.muted = muted  # the bridge reports the switch's new state
-
-
-class HomeTies:
-    """The house's side of the daemon: local intents, timers, the connection to
-    Home Assistant, and what ties them to the conversation and MQTT."""
-
-    def __init__(self, cfg: Config, bridge: MqttBridge | None) -> None:
-        self.cfg = cfg
-        self.bridge = bridge
-        self.conv: Conversation | None = None
-        self.control = build_home(cfg, self._timer_finished, self._timers_changed)
-
-    def attach(self, conv: Conversation, transcriber: Transcriber) -> None:
-        self.conv = conv
-        control = self.control
-        if control is None or control.connection is None:
-            return
-        rebuild = control.connection.on_house
-        set_hotwords = getattr(transcriber, "set_hotwords", None)
-
-        def on_house(house: House) -> None:
-            if rebuild is not None:
-                rebuild(house)
-            if self.cfg.homeassistant.bias_asr and set_hotwords is not None:
-                set_hotwords(control.names())
-
-        control.connection.on_house = on_house
-
-    def close(self) -> None:
-        if self.control is not None:
-            self.control.timers.close()
-
-    def _timer_finished(self, timer: Timer) -> None:
-        what = f"The {timer.name} timer" if timer.name else f"Your timer for {spoken_length(timer.seconds)}"
-        if self.conv is not None:
-            self.conv.say(f"{what} is done.")
-        if self.bridge is not None:
-            self.bridge.publish_event("timer", {
-                "event": "finished", "id": timer.id, "name": timer.name, "seconds": timer.seconds,
-            })
-
-    def _timers_changed(self, timers: list[Timer]) -> None:
-        if self.bridge is None:
-            return
-        if not timers:
-            self.bridge.publish_state("timer", NO_TIMER)
-            return
-        left = timers[0].ends_at - asyncio.get_running_loop().time()
-        ends = datetime.now(timezone.utc) + timedelta(seconds=left)
-        self.bridge.publish_state("timer", ends.isoformat(timespec="seconds"))
 
 
 class StatePublisher:

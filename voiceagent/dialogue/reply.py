@@ -119,8 +119,8 @@ class ReplyMaker:
             return honest
 
         held = ""
-        """The start of a sentence that mentions a device or an action, kept back
-        until the sentence is whole and can be checked as one."""
+        """The start of a sentence a few more words could turn into a claim
+        (``might_claim``), kept back until it is whole and can be checked as one."""
 
         def take(clause: str) -> bool:
             nonlocal held

@@ -40,7 +40,10 @@ _PATTERNS = [
     # "I turned on ...", "I've switched ...", "I have set ..."
     re.compile(rf"\bi(?:'ve| have)?(?: just| now| already)?\s+(?:{'|'.join(_DONE)})\b"),
     # "I'll turn on ...", "Let me switch ...", "I'm turning ..."
-    re.compile(rf"\b(?:i'll|i will|let me|i'm going to|i am going to)\s+(?:{'|'.join(_DO)})\b"),
+    re.compile(
+        rf"\b(?:i'll|i will|let me|i'm going to|i am going to)(?:\s+(?:just|now|quickly|go ahead and|also))?"
+        rf"\s+(?:{'|'.join(_DO)})\b"
+    ),
     re.compile(rf"\bi(?:'m| am)\s+(?:now\s+)?(?:{'|'.join(_DOING)})\s+(?:on|off|up|down|the|your|it|all)\b"),
     # "... have been turned on", "... has been locked"
     re.compile(rf"\b(?:has|have|had)\s+been\s+(?:{'|'.join(_DONE)})\b"),

@@ -1,0 +1,70 @@
+"""The house's side of a running assistant: local intents, timers and the
+connection to Home Assistant, tied to the conversation (a timer that rings is
+said) and, in the daemon, to MQTT (the timer sensor, the timer event)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from voiceagent.config import Config
+from voiceagent.home.house import House
+from voiceagent.home.setup import build_home
+from voiceagent.home.timers import Timer, spoken_length
+from voiceagent.mqtt.discovery import NO_TIMER
+from voiceagent.stages.protocols import Transcriber
+
+if TYPE_CHECKING:
+    from voiceagent.dialogue.conversation import Conversation
+    from voiceagent.mqtt import MqttBridge
+
+
+class HomeTies:
+    """``control``: None with ``homeassistant.intents: false``. Run
+    ``control.connection`` (when there is one) beside the conversation."""
+
+    def __init__(self, cfg: Config, bridge: MqttBridge | None) -> None:
+        self.cfg = cfg
+        self.bridge = bridge
+        self.conv: Conversation | None = None
+        self.control = build_home(cfg, self._timer_finished, self._timers_changed)
+
+    def attach(self, conv: Conversation, transcriber: Transcriber) -> None:
+        self.conv = conv
+        control = self.control
+        if control is None or control.connection is None:
+            return
+        rebuild = control.connection.on_house
+        set_hotwords = getattr(transcriber, "set_hotwords", None)
+
+        def on_house(house: House) -> None:
+            if rebuild is not None:
+                rebuild(house)
+            if self.cfg.homeassistant.bias_asr and set_hotwords is not None:
+                set_hotwords(control.names())
+
+        control.connection.on_house = on_house
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.timers.close()
+
+    def _timer_finished(self, timer: Timer) -> None:
+        what = f"The {timer.name} timer" if timer.name else f"Your timer for {spoken_length(timer.seconds)}"
+        if self.conv is not None:
+            self.conv.say(f"{what} is done.")
+        if self.bridge is not None:
+            self.bridge.publish_event("timer", {
+                "event": "finished", "id": timer.id, "name": timer.name, "seconds": timer.seconds,
+            })
+
+    def _timers_changed(self, timers: list[Timer]) -> None:
+        if self.bridge is None:
+            return
+        if not timers:
+            self.bridge.publish_state("timer", NO_TIMER)
+            return
+        left = timers[0].ends_at - asyncio.get_running_loop().time()
+        ends = datetime.now(timezone.utc) + timedelta(seconds=left)
+        self.bridge.publish_state("timer", ends.isoformat(timespec="seconds"))
