@@ -14,6 +14,7 @@ by the tests on loopback with lights and a thermostat in areas (tests/home_assis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -44,6 +45,18 @@ def control_for(ha: HomeAssistant, token: str | None = None) -> HomeControl:
     return HomeControl(IntentMatcher("en", area="Office"), Timers(), HomeConnection(settings))
 
 
+@contextlib.asynccontextmanager
+async def running(control: HomeControl):
+    """``control`` with its connection running (stopped and awaited after)."""
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(control.connection.run(stop))
+    try:
+        yield control
+    finally:
+        stop.set()
+        await task
+
+
 async def until(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -61,10 +74,7 @@ def test_commands_act_on_the_real_house_and_questions_read_it(home_assistant: Ho
     home_assistant.reset()
 
     async def main() -> None:
-        control = control_for(home_assistant)
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(control.connection.run(stop))
-        try:
+        async with running(control_for(home_assistant)) as control:
             await until(lambda: control.connection.available)
             house = control.connection.house
             assert {a.name for a in house.areas.values()} == {"Office", "Kitchen", "Living Room"}
@@ -90,9 +100,6 @@ def test_commands_act_on_the_real_house_and_questions_read_it(home_assistant: Ho
             assert (await say(control, "What's the temperature in the living room?")).speech == "20.0 degrees"
             missing = await say(control, "Turn on the garage light.")
             assert (missing.result, missing.speech) == ("not_found", "Sorry, I am not aware of any area called garage")
-        finally:
-            stop.set()
-            await task
 
     asyncio.run(main())
 
@@ -101,10 +108,7 @@ def test_home_assistant_stopped_and_back(home_assistant: HomeAssistant) -> None:
     home_assistant.reset()
 
     async def main() -> None:
-        control = control_for(home_assistant)
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(control.connection.run(stop))
-        try:
+        async with running(control_for(home_assistant)) as control:
             await until(lambda: control.connection.available)
             home_assistant.stop()
             await until(lambda: not control.connection.available)
@@ -120,26 +124,17 @@ def test_home_assistant_stopped_and_back(home_assistant: HomeAssistant) -> None:
             await until(lambda: control.connection.available, timeout=10)
             assert (await control.execute(command)).result == "done"
             home_assistant.wait_for_state(OFFICE, "on")
-        finally:
-            stop.set()
-            await task
 
     asyncio.run(main())
 
 
 def test_a_refused_token_is_one_log_line_and_no_claim(home_assistant: HomeAssistant, caplog) -> None:
     async def main() -> None:
-        control = control_for(home_assistant, token="not-a-token")
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(control.connection.run(stop))
-        try:
+        async with running(control_for(home_assistant, token="not-a-token")) as control:
             await asyncio.sleep(1.5)  # several retries
             assert not control.connection.available
             outcome = await say(control, "Turn on the office lights.")
             assert outcome.speech == UNREACHABLE
-        finally:
-            stop.set()
-            await task
 
     with caplog.at_level(logging.WARNING, logger="voiceagent.home.client"):
         asyncio.run(main())

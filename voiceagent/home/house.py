@@ -71,26 +71,10 @@ class House:
 
     def area(self, ref: str | None) -> Area | None:
         """The area with this id, name or alias (case-insensitive)."""
-        if not ref:
-            return None
-        if ref in self.areas:
-            return self.areas[ref]
-        key = ref.casefold().strip()
-        for area in self.areas.values():
-            if key == area.name.casefold() or key in (a.casefold() for a in area.aliases):
-                return area
-        return None
+        return _named(self.areas, ref)
 
     def floor(self, ref: str | None) -> Floor | None:
-        if not ref:
-            return None
-        if ref in self.floors:
-            return self.floors[ref]
-        key = ref.casefold().strip()
-        for floor in self.floors.values():
-            if key == floor.name.casefold() or key in (a.casefold() for a in floor.aliases):
-                return floor
-        return None
+        return _named(self.floors, ref)
 
     def controllable(self, exposed_only: bool) -> list[Entity]:
         return [e for e in self.entities.values() if e.exposed or not exposed_only]
@@ -120,6 +104,19 @@ class House:
         for floor in self.floors.values():
             out += [floor.name, *floor.aliases]
         return list(dict.fromkeys(n for n in out if n))
+
+
+def _named(places: dict[str, Any], ref: str | None) -> Any:
+    """The area or floor of ``places`` with this id, name or alias (case-insensitive)."""
+    if not ref:
+        return None
+    if ref in places:
+        return places[ref]
+    key = ref.casefold().strip()
+    for place in places.values():
+        if key == place.name.casefold() or key in (a.casefold() for a in place.aliases):
+            return place
+    return None
 
 
 def _is_default_exposed(entity_id: str, entry: dict[str, Any] | None, state: dict[str, Any] | None) -> bool:
