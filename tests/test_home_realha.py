@@ -238,3 +238,24 @@ def test_serve_controls_the_real_house_by_voice(tmp_path: Path, broker: Broker, 
     assert topics.index(f"voiceagent/{NODE}/transcript/state") < topics.index(f"voiceagent/{NODE}/reply/state")
     assert rec.wait_for(f"voiceagent/{NODE}/event/intent").json()["intent"] == "HassTurnOn"
     rec.close()
+
+
+def test_home_assistants_conversation_agent_answers_what_no_intent_matches(home_assistant: HomeAssistant) -> None:
+    home_assistant.reset()
+
+    async def main() -> None:
+        settings = ClientSettings(home_assistant.url, home_assistant.token, 5.0, 5.0, 0.1, 0.5, True)
+        control = HomeControl(IntentMatcher("en", area="Office"), Timers(), HomeConnection(settings),
+                              agent="homeassistant")  # conversation.home_assistant from HA 2024.6
+        async with running(control):
+            await until(lambda: control.connection.available)
+            assert control.converses
+            outcome = await control.converse("turn on the lights in the living room")
+            assert (outcome.result, outcome.speech, outcome.targets) == ("done", "Turned on the lights", (LAMP,))
+            home_assistant.wait_for_state(LAMP, "on")
+            home_assistant.stop()
+            await until(lambda: not control.connection.available)
+            assert (await control.converse("turn off the lights")).speech == UNREACHABLE
+            home_assistant.start()
+
+    asyncio.run(main())

@@ -78,3 +78,13 @@ def test_no_follow_up_after_an_announcement_or_the_stop_button():
     g.on_event(PlaybackStart(13.0, 4))
     g.on_event(TurnEnd(14.0, 4, "Tell me a story.", "Once", "stopped"))
     assert not g.admits(14.5, 15.0)
+
+
+def test_a_question_of_home_assistants_agent_is_answered_without_the_wake_word():
+    from voiceagent.events import IntentHandled
+
+    g = gate(follow_up_s=0.0)
+    g.on_event(PlaybackStart(10.0, 3))
+    g.on_event(IntentHandled(10.0, 3, "conversation", {}, (), "answered", "Which room?", True))
+    g.on_event(TurnEnd(12.0, 3, "turn on the light", "Which room?", "answered"))
+    assert g.admits(16.9, 17.5) and not g.admits(17.1, 17.5)  # listen_s (5 s), follow_up_s being 0

@@ -461,7 +461,8 @@ class HomeAssistantConfig(_Section):
     intents: bool = Field(True, description="match device commands and timers locally, before the LLM")
     conversation_agent: str | None = Field(
         None, description="send what no intent matches to this HA conversation agent "
-        "(e.g. conversation.home_assistant) instead of the local LLM"
+        "(homeassistant: HA's own before 2024.6, conversation.home_assistant after; or an LLM "
+        "agent's id) instead of the local LLM"
     )
     bias_asr: bool = Field(True, description="give the recognizer the house's names as hotwords")
     timeout_s: float = Field(5.0, gt=0, le=60, description="the longest wait for one answer from HA")

@@ -251,6 +251,9 @@ class IntentHandled(Event):
     """``done``, ``answered``, ``failed``, ``unavailable`` or ``not_found``."""
     speech: str
     """What the assistant says about it."""
+    follow_up: bool = False
+    """Home Assistant's conversation agent asked something back: the user may answer
+    without the wake word (``WakeGate``)."""
 
 
 @dataclass(frozen=True)

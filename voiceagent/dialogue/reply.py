@@ -193,7 +193,8 @@ class ReplyMaker:
             await turn.committed.wait()
             outcome = await commands.converse(turn.user_text)
             turn.emit(IntentHandled(
-                self.clock.now(), turn.id, "conversation", {}, outcome.targets, outcome.result, outcome.speech
+                self.clock.now(), turn.id, "conversation", {}, outcome.targets, outcome.result, outcome.speech,
+                outcome.follow_up,
             ))
             turn.reply = outcome.speech
             if outcome.speech:

@@ -70,13 +70,20 @@ class HomeControl:
             return Outcome(UNREACHABLE, "unavailable", error="unavailable")
         except HomeCommandError as err:
             return Outcome(f"Sorry, Home Assistant could not answer: {err.message}.", "failed", error=err.ha_code)
-        result = result if isinstance(result, dict) else {}
-        self._conversation_id = result.get("conversation_id") or self._conversation_id
-        response = result.get("response") or {}
+        result_of_call = result if isinstance(result, dict) else {}
+        self._conversation_id = result_of_call.get("conversation_id") or self._conversation_id
+        response = result_of_call.get("response") or {}
         speech = ((response.get("speech") or {}).get("plain") or {}).get("speech") or ""
-        failed = response.get("response_type") == "error"
-        targets = tuple(t.get("id", "") for t in (response.get("data") or {}).get("success", []) if isinstance(t, dict))
-        return Outcome(speech, "failed" if failed else "answered", targets, (response.get("data") or {}).get("code"))
+        kind = response.get("response_type")
+        data = response.get("data") or {}
+        targets = tuple(
+            t["id"] for t in data.get("success", []) if isinstance(t, dict) and t.get("type") == "entity" and "id" in t
+        )
+        result = {"error": "failed", "action_done": "done"}.get(kind, "answered")
+        return Outcome(
+            speech, result, targets, data.get("code") if kind == "error" else None,
+            follow_up=bool(result_of_call.get("continue_conversation")),
+        )
 
     def cannot_act(self) -> str:
         if self.connection is None:

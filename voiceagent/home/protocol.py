@@ -54,6 +54,9 @@ class Outcome:
     refused), ``unavailable`` (no connection), ``not_found`` (nothing by that name)."""
     targets: tuple[str, ...] = ()
     error: str | None = None
+    follow_up: bool = False
+    """Home Assistant's conversation agent expects an answer (``continue_conversation``):
+    the user may reply without the wake word."""
 
 
 class Commands(Protocol):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from voiceagent.events import AnyEvent, PlaybackStart, TurnEnd
+from voiceagent.events import AnyEvent, IntentHandled, PlaybackStart, TurnEnd
 from voiceagent.rules.wake_phrase import strip_wake_phrase
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ class WakeGate:
         """Times of wake words heard and not yet used by a request, oldest first."""
         self._follow_until: float | None = None
         self._replying: set[int] = set()
+        self._asking: set[int] = set()
+        """Turns whose reply asks the user something (Home Assistant's agent said so)."""
 
     # ---------------------------------------------------------------- inputs
 
@@ -68,6 +70,8 @@ class WakeGate:
         match event:
             case PlaybackStart(turn=turn):
                 self._replying.add(turn)
+            case IntentHandled(turn=turn, follow_up=True):
+                self._asking.add(turn)
             case TurnEnd(turn=turn, reason=reason):
                 was_playing = turn in self._replying
                 self._replying.discard(turn)
@@ -75,6 +79,9 @@ class WakeGate:
                 # (``say``, no request) nor the stop button (the user wanted it quiet)
                 if was_playing and reason.replied and event.text:
                     self._follow_until = event.t + self.settings.follow_up_s
+                if turn in self._asking:  # a question wants its answer, follow_up_s or not
+                    self._asking.discard(turn)
+                    self._follow_until = event.t + max(self.settings.follow_up_s, self.settings.listen_s)
 
     def accepted(self, start_t: float) -> None:
         """A request that began at ``start_t`` is being answered: its wake word is used up."""
