@@ -180,7 +180,7 @@ def test_spoken_lengths() -> None:
         "Okay, turning on the lights.", "Done!", "The lights have been turned off.",
         "I'll turn on the lights for you.", "The door is now locked.", "I have set the thermostat to 21 degrees.",
         "No, the kitchen is not on.", "I'll just turn on the lights in your office, please.",
-        "The kitchen light is still on.",
+        "The kitchen light is still on.", "Turned off the lights", "Okay, switched on the lamp.",
     ],
 )
 def test_claimed_actions_are_caught(text: str) -> None:

@@ -54,6 +54,12 @@ _PATTERNS = [
     # "Turning on the lights." "Done."
     re.compile(rf"^(?:okay[,.!]?\s+|ok[,.!]?\s+|sure[,.!]?\s+|alright[,.!]?\s+)?(?:{'|'.join(_DOING)})\s+(?:on|off|up|down|the|your|it|all)\b"),
     re.compile(r"^(?:okay[,.!]?\s+|ok[,.!]?\s+|sure[,.!]?\s+)?(?:all\s+)?done\b"),
+    # "Turned off the lights." (Home Assistant's own words, which the LLM copies from
+    # the history); "set" is left out: "Set a goal" is an imperative as often.
+    re.compile(
+        rf"^(?:okay[,.!]?\s+|ok[,.!]?\s+|sure[,.!]?\s+|alright[,.!]?\s+)?"
+        rf"(?:{'|'.join(w for w in _DONE if w != 'set')})\s+(?:on|off|up|down|the|your|it|all)\b"
+    ),
     # "No, the kitchen is not on." (a state it cannot know: only Home Assistant does)
     re.compile(r"\b(?:is|are)\s+(?:now\s+|not\s+|still\s+|already\s+)*(?:switched\s+|turned\s+)?(?:on|off)\s*[.!]?$"),
 ]
