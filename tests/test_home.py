@@ -197,3 +197,19 @@ def test_claimed_actions_are_caught(text: str) -> None:
 )
 def test_other_sentences_are_not_claims(text: str) -> None:
     assert not claims_action(text)
+
+
+def test_registries_of_an_unexpected_shape_are_read_as_far_as_they_make_sense() -> None:
+    house = build_house(
+        areas=[{"name": "no id"}, {"area_id": "office", "aliases": ["study", 5, None]}, "junk"],
+        floors=[None],
+        devices=[None, {"id": "d1"}],
+        entities=[{"x": 1}, "bad", {"entity_id": "light.desk", "aliases": "not a list"}],
+        states=[None, {"entity_id": "light.desk", "attributes": None}, {"entity_id": 5}, {"entity_id": "nodot"}],
+        exposed={},
+    )
+    assert list(house.areas) == ["office"] and house.areas["office"].aliases == ("study",)
+    assert list(house.entities) == ["light.desk"] and house.entities["light.desk"].aliases == ()
+    matcher = IntentMatcher("en")
+    matcher.update(house)  # and the names still make slot lists
+    assert matcher.match("turn on the desk") is not None

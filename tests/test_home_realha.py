@@ -259,3 +259,25 @@ def test_home_assistants_conversation_agent_answers_what_no_intent_matches(home_
             home_assistant.start()
 
     asyncio.run(main())
+
+
+def test_a_house_that_cannot_be_read_is_an_outage_not_a_crash(home_assistant: HomeAssistant, caplog) -> None:
+    from voiceagent.home.client import HomeAssistantClient
+
+    async def main() -> None:
+        async def broken() -> None:
+            raise KeyError("area_id")  # a registry in a shape nobody expected
+
+        settings = ClientSettings(home_assistant.url, home_assistant.token, 5.0, 5.0, 0.1, 0.3, True)
+        client = HomeAssistantClient(settings, on_connect=broken)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(client.run(stop))
+        await asyncio.sleep(1.0)  # several attempts
+        assert not client.connected and not task.done()
+        stop.set()
+        await task
+
+    with caplog.at_level(logging.WARNING, logger="voiceagent.home.client"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "cannot read the house" in r.getMessage()]
+    assert len(lines) == 1 and "KeyError" in lines[0]

@@ -157,7 +157,7 @@ class HomeAssistantClient:
                 if index == 0:
                     return
                 delay = self.settings.reconnect_min_s  # it was up: retry soon
-            except HomeUnavailable as err:
+            except (HomeUnavailable, HomeCommandError) as err:
                 self._log_outage(str(err))
             finally:
                 self._closed()
@@ -197,7 +197,16 @@ class HomeAssistantClient:
                     self._handlers[sub_id] = handler
                     await self._send(ws, {"type": "subscribe_events", **fields})
                 if self.on_connect is not None:
-                    await self.on_connect()
+                    try:
+                        await self.on_connect()
+                    except (HomeUnavailable, HomeCommandError):
+                        raise
+                    except Exception as err:  # a registry in a shape we did not expect
+                        logger.debug("reading the house failed", exc_info=err)
+                        raise HomeUnavailable(
+                            f"cannot read the house from Home Assistant at {self.settings.url}: "
+                            f"{type(err).__name__}: {err}"
+                        ) from None
                 self._ready = True
                 was_out, self._outage_logged = self._outage_logged, False
                 logger.info(

@@ -112,3 +112,5 @@ class HomeConnection:
             logger.debug("re-reading the registries failed: %s", err)
         except HomeCommandError as err:
             logger.warning("re-reading Home Assistant's registries failed: %s", err)
+        except Exception:  # a registry in a shape we did not expect: keep the house we have
+            logger.exception("re-reading Home Assistant's registries failed")

@@ -106,6 +106,13 @@ class House:
         return list(dict.fromkeys(n for n in out if n))
 
 
+def _strings(values: Any) -> tuple[str, ...]:
+    """The names in a list of aliases (anything else in it ignored)."""
+    if not isinstance(values, (list, tuple, set)):
+        return ()
+    return tuple(v for v in values if isinstance(v, str) and v.strip())
+
+
 def _named(places: dict[str, Any], ref: str | None) -> Any:
     """The area or floor of ``places`` with this id, name or alias (case-insensitive)."""
     if not ref:
@@ -149,13 +156,21 @@ def build_house(
     (absent before Home Assistant 2024.4: pass []), ``.../device_registry/list``,
     ``.../entity_registry/list``, ``get_states`` and ``homeassistant/expose_entity/list``."""
     house = House()
+    # Entries without the fields we need are skipped, not fatal: a house is read
+    # on every connection, and one odd entry must not keep the rest from working.
     for a in areas:
-        house.areas[a["area_id"]] = Area(a["area_id"], a.get("name") or a["area_id"], tuple(a.get("aliases") or ()), a.get("floor_id"))
+        if isinstance(a, dict) and isinstance(a.get("area_id"), str):
+            house.areas[a["area_id"]] = Area(
+                a["area_id"], str(a.get("name") or a["area_id"]), _strings(a.get("aliases")), a.get("floor_id")
+            )
     for f in floors:
-        house.floors[f["floor_id"]] = Floor(f["floor_id"], f.get("name") or f["floor_id"], tuple(f.get("aliases") or ()))
+        if isinstance(f, dict) and isinstance(f.get("floor_id"), str):
+            house.floors[f["floor_id"]] = Floor(f["floor_id"], str(f.get("name") or f["floor_id"]), _strings(f.get("aliases")))
     device_area = {d["id"]: d.get("area_id") for d in devices if isinstance(d, dict) and "id" in d}
     entries = {e["entity_id"]: e for e in entities if isinstance(e, dict) and "entity_id" in e}
     for state in states:
+        if not isinstance(state, dict):
+            continue
         entity_id = state.get("entity_id")
         if not isinstance(entity_id, str) or "." not in entity_id:
             continue
@@ -172,6 +187,6 @@ def build_house(
         else:
             is_exposed = _is_default_exposed(entity_id, entry, state)
         house.entities[entity_id] = Entity(
-            entity_id, str(name), tuple((entry or {}).get("aliases") or ()), area_id, is_exposed
+            entity_id, str(name), _strings((entry or {}).get("aliases")), area_id, is_exposed
         )
     return house
