@@ -52,3 +52,23 @@ def test_cli_exits_2_with_one_line_naming_the_key(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "llm.temprature" in lines[0] and "unknown key" in lines[0]
+
+
+def test_a_secret_file_others_can_read_is_warned_about_once(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from voiceagent.config import config_from_dict
+
+    loose, tight, group = tmp_path / "loose-token", tmp_path / "tight-token", tmp_path / "group-token"
+    for path, mode in ((loose, 0o644), (tight, 0o600), (group, 0o640)):
+        path.write_text("secret-value\n")
+        path.chmod(mode)
+    cfg = config_from_dict({}, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="voiceagent.config"):
+        assert cfg.secret(None, loose, "homeassistant.token") == "secret-value"
+        assert cfg.secret(None, loose, "homeassistant.token") == "secret-value"
+        assert cfg.secret(None, tight, "mqtt.password") == "secret-value"
+        assert cfg.secret(None, group, "mqtt.password") == "secret-value"  # the systemd recipe
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "loose-token" in warned[0] and "644" in warned[0] and "chmod 600" in warned[0]
+    assert "secret-value" not in warned[0]

@@ -221,6 +221,8 @@ def test_serve_controls_the_real_house_by_voice(tmp_path: Path, broker: Broker, 
     assert got[5][1:] == ("unavailable", (), UNREACHABLE)
     assert got[6][:3] == ("HassTurnOn", "done", (LAMP,))
     events = [json.loads(line) for line in daemon.events.read_text().splitlines()]
+    # The token is in no log and no event.
+    assert home_assistant.token not in daemon.log() and home_assistant.token not in daemon.events.read_text()
     says = [e["text"] for e in events if e["type"] == "text_request" and e["command"] == "say"]
     assert says == ["Your timer for 2 seconds is done."]
     # What was said back: the replies of the turns, and none claims the lamp is on while HA was away.

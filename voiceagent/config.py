@@ -32,6 +32,8 @@ from voiceagent.rules.wake_gate import WakeGateSettings
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "config.yaml"
+_WARNED_READABLE: set[Path] = set()
+"""Secret files already warned about (the config reads a secret more than once)."""
 
 
 class _Section(BaseModel):
@@ -524,9 +526,19 @@ class Config(_Section):
             return value
         path = self.resolve(file)
         try:
-            return path.read_text(encoding="utf-8").strip()
+            text = path.read_text(encoding="utf-8").strip()
+            mode = path.stat().st_mode
         except OSError as err:
             raise ConfigError(f"cannot read {key}_file {path}: {err.strerror}") from None
+        if mode & 0o004 and path not in _WARNED_READABLE:
+            # Readable by every user of the machine. Group-readable is how the
+            # systemd recipe shares it with the service (0640), so that is fine;
+            # and even this is not an error, but the user should know.
+            _WARNED_READABLE.add(path)
+            logger.warning(
+                "%s_file %s can be read by every user (mode %o): chmod 600 (or 640) it", key, path, mode & 0o777
+            )
+        return text
 
     def endpointer_settings(self) -> EndpointerSettings:
         """Without speculation the pause is the end of the turn (nothing starts earlier)."""
