@@ -38,6 +38,7 @@ replies claim nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -74,17 +75,22 @@ VOICES = [("espeak en-us m3", "en-us+m3", 160), ("espeak en-us f2", "en-us+f2", 
 GAP_S = 5.0
 
 
-def voice_audio(text: str, voice: str | None, wpm: int) -> np.ndarray:
-    if voice is not None:
-        return 0.7 * espeak(text, RATE, voice=voice, wpm=wpm)
-    from voiceagent.audio.convert import resample
+@functools.cache
+def _piper():  # type: ignore[no-untyped-def]
+    """The assistant's piper voice, loaded once (as an input voice here)."""
     from voiceagent.config import load_config
     from voiceagent.stages.piper import PiperSynthesizer
 
     cfg = load_config(ROOT / "config.yaml")
-    synth = voice_audio.piper = getattr(voice_audio, "piper", None) or PiperSynthesizer(  # type: ignore[attr-defined]
-        cfg.resolve(cfg.tts.model), cfg.tts
-    )
+    return PiperSynthesizer(cfg.resolve(cfg.tts.model), cfg.tts)
+
+
+def voice_audio(text: str, voice: str | None, wpm: int) -> np.ndarray:
+    if voice is not None:
+        return 0.7 * espeak(text, RATE, voice=voice, wpm=wpm)
+    from voiceagent.audio.convert import resample
+
+    synth = _piper()
     audio = np.concatenate(list(synth.synthesize(text)))
     return 0.8 * resample(audio, synth.sample_rate, RATE) / max(1e-6, float(np.abs(audio).max()))
 

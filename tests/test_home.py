@@ -50,7 +50,7 @@ def matcher() -> IntentMatcher:
 def speech_of(matcher: IntentMatcher, text: str, house: House | None = None) -> tuple[str, tuple[str, ...], str | None]:
     command = matcher.match(text)
     assert command is not None, text
-    p = plan(command, house or a_house(), matcher.responses, matcher.errors, exposed_only=True)
+    p = plan(command, house or a_house(), matcher.template(command), matcher.errors, exposed_only=True)
     return p.speech, tuple(sorted({e for c in p.calls for e in c.entity_ids})) or p.targets, p.error
 
 
@@ -90,7 +90,7 @@ def test_unknown_names_and_hidden_entities_are_said_so(matcher: IntentMatcher) -
     assert (speech, targets, error) == ("Sorry, I am not aware of any area called garage", (), "no_area")
     # Not exposed to Assist: not controlled (HA's rule); the command is no command then.
     command = matcher.match("turn on the alarm")
-    assert command is None or plan(command, a_house(), matcher.responses, matcher.errors, True).error
+    assert command is None or plan(command, a_house(), matcher.template(command), matcher.errors, True).error
 
 
 def test_chat_is_not_a_command(matcher: IntentMatcher) -> None:

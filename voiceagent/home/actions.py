@@ -57,10 +57,6 @@ def _error(errors: dict[str, str], key: str, **values: Any) -> Plan:
     return Plan(render(template, **values), error=key)
 
 
-def _slots_for_response(command: Command) -> dict[str, Any]:
-    return {k: (command.spoken.get(k) or v) for k, v in command.slots.items()}
-
-
 def find_targets(command: Command, house: House, exposed_only: bool, errors: dict[str, str]) -> list[Entity] | Plan:
     """The entities the command means, or the error Plan if there are none."""
     slots = command.slots
@@ -101,18 +97,15 @@ def find_targets(command: Command, house: House, exposed_only: bool, errors: dic
     return _error(errors, "no_domain", domain=what)
 
 
-def plan(
-    command: Command, house: House, responses: dict[str, dict[str, str]], errors: dict[str, str], exposed_only: bool
-) -> Plan:
-    """What ``command`` (a device intent) will do in ``house``."""
+def plan(command: Command, house: House, template: str, errors: dict[str, str], exposed_only: bool) -> Plan:
+    """What ``command`` (a device intent) will do in ``house``; ``template`` is Home
+    Assistant's response to its sentence (``IntentMatcher.template``)."""
     targets = find_targets(command, house, exposed_only, errors)
     if isinstance(targets, Plan):
         return targets
     views = {e.entity_id: StateView.of(e.entity_id, e.name, house.states.get(e.entity_id)) for e in targets}
     first = views[targets[0].entity_id]
-    templates = responses.get(command.intent, {})
-    template = templates.get(command.response) or templates.get("default", "")
-    slots = _slots_for_response(command)
+    slots = command.said
     ids = tuple(e.entity_id for e in targets)
     intent = command.intent
     calls: list[ServiceCall] = []

@@ -89,14 +89,12 @@ class HomeAssistantClient:
         self,
         settings: ClientSettings,
         on_connect: Callable[[], Awaitable[None]] | None = None,
-        on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.ws_url = websocket_url(settings.url)
         self.on_connect = on_connect
         """Called (and awaited) after each successful authentication, before
         ``connected`` turns True: read the house here."""
-        self.on_disconnect = on_disconnect
         self.version: str | None = None
         """Home Assistant's version, from its ``auth_ok``."""
         self._ws: ClientConnection | None = None
@@ -278,21 +276,14 @@ class HomeAssistantClient:
                     handler(event)
                 except Exception:  # one bad event must not drop the connection
                     logger.exception("handling a Home Assistant event failed")
-        elif kind == "pong":
-            future = self._pending.get(msg_id)  # type: ignore[arg-type]
-            if future is not None and not future.done():
-                future.set_result(None)
 
     def _closed(self) -> None:
-        was_ready = self._ready
         self._ws, self._ready = None, False
         self._handlers.clear()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(HomeUnavailable("lost the connection to Home Assistant"))
         self._pending.clear()
-        if was_ready and self.on_disconnect is not None:
-            self.on_disconnect()
 
     def _log_outage(self, reason: str) -> None:
         if not self._outage_logged:

@@ -138,14 +138,12 @@ class HomeControl:
     def _plan(self, command: Command) -> Plan:
         assert self.connection is not None
         m = self.matcher
-        return plan(command, self.connection.house, m.responses, m.errors, self.exposed_only)
+        return plan(command, self.connection.house, m.template(command), m.errors, self.exposed_only)
 
     def _local(self, command: Command, dry_run: bool) -> Outcome:
         """Timers, the time and date, never mind."""
-        intent, slots = command.intent, command.slots
-        templates = self.matcher.responses.get(intent, {})
-        template = templates.get(command.response) or templates.get("default", "")
-        spoken = {k: (command.spoken.get(k) or v) for k, v in slots.items()}
+        intent, slots, spoken = command.intent, command.slots, command.said
+        template = self.matcher.template(command)
         area = self.matcher.area
         if intent == "HassNevermind":
             return Outcome("", "done")

@@ -56,6 +56,11 @@ class IntentMatcher:
         self.update(House())
         self.match("turn on the light")  # hassil compiles its sentences on first use (~100 ms)
 
+    def template(self, command: Command) -> str:
+        """Home Assistant's response template for the sentence ``command`` matched."""
+        templates = self.responses.get(command.intent, {})
+        return templates.get(command.response) or templates.get("default", "")
+
     def update(self, house: House, exposed_only: bool = True) -> None:
         """Use the names of ``house`` from now on."""
         names = []
@@ -75,7 +80,6 @@ class IntentMatcher:
         }
         here = house.area(self.area)
         self._context = {"area": {"value": here.id, "text": here.name}} if here is not None else {}
-        self._known = bool(names)
 
     def match(self, text: str) -> Command | None:
         """The command ``text`` is, or None (not a command: the LLM answers it)."""

@@ -42,6 +42,12 @@ class Command:
     def needs_house(self) -> bool:
         return self.intent in DEVICE_INTENTS
 
+    @property
+    def said(self) -> dict[str, Any]:
+        """The slots as the response templates read them: the words said, where there
+        are any ("five" minutes, "kitchen light"), else the value."""
+        return {k: (self.spoken.get(k) or v) for k, v in self.slots.items()}
+
 
 
 @dataclass(frozen=True)
