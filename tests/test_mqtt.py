@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from voiceagent.config import Config, config_from_dict
@@ -518,3 +519,28 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_an_offline_that_does_not_go_out_leaves_the_will(
+    tmp_path: Path, broker: Broker, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If publishing ``offline`` at shutdown fails (a loaded box timed it out), the
+    bridge must not disconnect cleanly: that would make the broker drop the will
+    and Home Assistant would show the assistant online for good."""
+    bridge, _ = start_bridge(tmp_path, broker)
+    publish = aiomqtt.Client.publish
+
+    async def failing(self: aiomqtt.Client, topic: str, payload: Any = None, *args: Any, **kw: Any) -> None:
+        if payload == "offline":
+            raise aiomqtt.MqttError("Operation timed out")
+        await publish(self, topic, payload, *args, **kw)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", failing)
+
+    async def go() -> None:
+        async with running(bridge):
+            await wait_online(recorder, bridge)
+
+    asyncio.run(go())
+    # Sent by the broker, not by the bridge: its publish of offline failed.
+    recorder.wait_for(bridge.topics.availability, "offline")

@@ -156,8 +156,10 @@ def test_home_assistant_sees_it_commands_it_and_sees_it_go_offline(tmp_path, bro
         code, took = daemon.signal(signal.SIGTERM)
         assert code == 0, daemon.log()
         assert took < 3.0, f"took {took:.1f} s to stop"
-        offline = rec.wait_for(f"{BASE}/availability", "offline", since=mark)
-        assert offline
+        try:
+            rec.wait_for(f"{BASE}/availability", "offline", since=mark)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\ndaemon log:\n{daemon.log()}") from None
     finally:
         daemon.close()
         rec.close()

@@ -249,7 +249,11 @@ class MqttBridge:
                 # hold up the daemon's shutdown (this also bounds the DISCONNECT wait
                 # in the context manager's exit).
                 client.timeout = SHUTDOWN_S / 2
-                await client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+                try:
+                    await client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+                except BaseException:
+                    _drop_without_disconnect(client)
+                    raise
             finally:
                 self._client = None
                 self._subscribed = False
@@ -471,3 +475,21 @@ async def _wait_or_timeout(event: asyncio.Event, seconds: float) -> bool:
         return False
     return True
 
+
+def _drop_without_disconnect(client: aiomqtt.Client) -> None:
+    """Close the connection without an MQTT DISCONNECT.
+
+    A clean DISCONNECT makes the broker discard the last will, so after an
+    ``offline`` that did not go out (timed out on a loaded box, or cut by the
+    shutdown deadline) the device would stay ``online`` in Home Assistant for
+    good. Dropping the socket instead makes the broker publish the will, which is
+    that same retained ``offline``. aiomqtt has no public way to do this; paho's
+    ``_sock_close`` is what paho itself calls on a lost connection, and aiomqtt's
+    exit then finds no connection to close.
+    """
+    paho = getattr(client, "_client", None)
+    close = getattr(paho, "_sock_close", None)
+    if close is None:
+        logger.warning("cannot drop the MQTT connection (aiomqtt changed); the broker may keep us online")
+        return
+    close()
