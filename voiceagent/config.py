@@ -115,6 +115,9 @@ class AsrConfig(_Section):
     min_window_s: float = Field(
         8.0, ge=1, le=30, description="shortest encoder window in seconds with window: fit"
     )
+    timeout_s: float = Field(
+        15.0, gt=0, le=600, description="the longest one transcription may take before the turn is given up"
+    )
 
 
 class LlmConfig(_Section):
@@ -136,6 +139,10 @@ class LlmConfig(_Section):
     connect_timeout_s: float = Field(3.0, gt=0, le=120, description="openai: to connect")
     read_timeout_s: float = Field(
         30.0, gt=0, le=600, description="openai: the longest wait for the next piece of a reply"
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, le=600,
+        description="the longest wait for the first or next token before the turn is given up (an apology)",
     )
     system_prompt: str = (
         "You are a helpful voice assistant. Give short, direct answers. "
@@ -177,6 +184,9 @@ class TtsConfig(_Section):
         4, ge=0, le=100, description="cut the first clause at a word after this many (0: never)"
     )
     clause_min_words: int = Field(6, ge=1, le=100)
+    timeout_s: float = Field(
+        15.0, gt=0, le=600, description="the longest one clause's synthesis may take before the turn is given up"
+    )
 
     def splitter(self) -> ClauseSplitter:
         """A new splitter for one reply."""

@@ -42,7 +42,7 @@ class Listener:
         self.gate = gate
         self.muted = False
         """The microphone is off: the conversation and the detector hear silence."""
-        self._worker = workers("wake") if detector is not None else None
+        self._worker = workers("wake", Stage.WAKE, None) if detector is not None else None
         self._pending: list[np.ndarray] = []
         self._pending_samples = 0
         self._chunk = rate * CHUNK_MS // 1000

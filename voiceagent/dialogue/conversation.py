@@ -81,8 +81,8 @@ class Conversation:
         backend that has none (a remote server)."""
         self.history = History(cfg.llm.max_history_turns)
         self.tasks = TaskSet(self._task_failed)
-        self.llm_worker = workers("llm")
-        self.tts_worker = workers("tts")
+        self.llm_worker = workers("llm", Stage.LLM, cfg.llm.timeout_s)
+        self.tts_worker = workers("tts", Stage.TTS, cfg.tts.timeout_s)
         self.turns = TurnLedger(bus, speaker, self.history, clock, on_exchange=self._prefill_next)
         self.replies = ReplyMaker(
             cfg, chat, synthesizer, self.llm_worker, self.tts_worker, self.history, clock, commands

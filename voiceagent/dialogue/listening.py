@@ -32,7 +32,7 @@ from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.dialogue.history import History
 from voiceagent.dialogue.utterance import Utterance
-from voiceagent.errors import StageError
+from voiceagent.errors import Stage, StageError
 from voiceagent.events import AsrPartial, EventBus, SpeechStart, TurnEndJudged
 from voiceagent.home.protocol import Commands
 from voiceagent.rules.endpointer import Decision, Endpointer
@@ -100,9 +100,9 @@ class Listening:
         self.turn_end = cfg.turn.end_settings()
         # Partials get their own worker so a partial that is still running when
         # the user stops never delays the final transcript behind it.
-        self.asr_worker = workers("asr")
-        self.partial_worker = workers("asr-partial")
-        self.end_worker = workers("turn-end")
+        self.asr_worker = workers("asr", Stage.ASR, cfg.asr.timeout_s)
+        self.partial_worker = workers("asr-partial", Stage.ASR, cfg.asr.timeout_s)
+        self.end_worker = workers("turn-end", Stage.TURN, cfg.asr.timeout_s)
         self.llm_worker = llm_worker
         """Shared with the replies: the LLM also judges the words (``end_of_message``)."""
         self._pre_roll_frames = -(-cfg.vad.pre_roll_ms // cfg.vad.frame_ms)

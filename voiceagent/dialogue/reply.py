@@ -29,7 +29,7 @@ from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.dialogue.history import History
 from voiceagent.dialogue.turn import Turn
-from voiceagent.errors import StageError
+from voiceagent.errors import Stage, StageError
 from voiceagent.events import ErrorEvent, IntentHandled, LlmFirstClause, LlmFirstToken, TtsFirstAudio
 from voiceagent.home.protocol import Command, Commands
 from voiceagent.rules.claims import claims_action, might_claim
@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 CANNOT_ACT = "Sorry, I can't do that: I'm not connected to any devices."
 """Said instead of a clause that claims an action, with no house to ask."""
+
+APOLOGY = "Sorry, something went wrong there. Please try again."
+"""Said when a model fails (or hangs past its ``timeout_s``) before a word of the
+reply: silence would leave the user wondering whether they were heard."""
 
 
 class ReplyMaker:
@@ -90,8 +94,21 @@ class ReplyMaker:
             logger.error("turn %d: %s", turn.id, err)
             turn.failed = True
             turn.emit(ErrorEvent(self.clock.now(), turn.id, stage=err.stage, text=str(err)))  # type: ignore[attr-defined]
+            if not turn.delivered and err.stage is not Stage.TTS:  # type: ignore[attr-defined]
+                await self._apologize(turn)
         finally:
             llm_may_run.set()  # a worker thread holding for it must not wait forever
+
+    async def _apologize(self, turn: Turn) -> None:
+        turn.apologized = True
+        turn.reply = APOLOGY
+        try:
+            chunks = await self._synthesize(APOLOGY)
+        except StageError as err:
+            logger.error("turn %d: could not say sorry either: %s", turn.id, err)
+            return
+        for i, audio in enumerate(chunks):
+            self._deliver(turn, audio, APOLOGY if i == 0 else "", first=i == 0)
 
     async def _generate(
         self, turn: Turn, clauses: asyncio.Queue[str | None], llm_may_run: threading.Event

@@ -53,6 +53,11 @@ class Turn:
     generation_done: bool = False
     failed: bool = False
     """A model call failed while answering (the error event says which)."""
+    apologized: bool = False
+    """It failed before a word of its reply, and the user hears an apology instead:
+    it ends as an error, and no exchange goes into the history."""
+    delivered: bool = False
+    """Some of its reply's audio has been handed over."""
     command: Command | None = None
     """A command of the house this turn carries out (once committed) instead of asking the LLM."""
     committed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -79,6 +84,7 @@ class Turn:
         # a cancelled turn's late events are dropped
 
     def deliver(self, audio: np.ndarray, text: str) -> None:
+        self.delivered = True
         if self.state is TurnState.COMMITTED:
             self.enqueue_audio(self.id, audio, text)
         elif self.state is TurnState.SPECULATIVE:
@@ -229,7 +235,7 @@ class TurnLedger:
             return
         turn.end()
         self._turns.pop(turn.id, None)
-        if reason is Reason.ANSWERED and turn.failed and not reply:
+        if reason is Reason.ANSWERED and turn.failed and (not reply or turn.apologized):
             reason = Reason.ERROR
         if reason.kept_in_history and turn.user_text:
             self.history.add(Exchange(turn.id, turn.user_text, reply, reason.cut_off))

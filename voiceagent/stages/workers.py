@@ -8,6 +8,15 @@ iterator sets a flag that the thread checks between items, so a cancelled turn
 stops at the next token or sentence; a thread cannot be killed mid-item, which is
 why callers also drop late results by turn id.
 
+A model that hangs must not hang the conversation: with a ``timeout_s`` a job
+that has not produced its result (or its next item) in that time fails with a
+``StageError``, and the turn apologises. The stuck thread cannot be stopped, and
+llama.cpp must not run two calls at once on one model, so the worker is *waited
+out*, not replaced: until the stuck job returns, each new job fails at once
+("still busy"), which costs no thread and no queue, and the first job after it
+works as before. Time a stream spends held on purpose (``resume`` cleared) does
+not count.
+
 ``InlineWorker`` has the same interface and runs each job on the event loop
 itself, in order, at no cost in clock time. With a ``ManualClock`` and the paced
 driver in simulated time, a conversation with fake models is then a function
@@ -20,8 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Callable, Iterable, Protocol, TypeVar
+
+from voiceagent.errors import Stage, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -47,29 +59,73 @@ class Worker(Protocol):
     def shutdown(self) -> None: ...
 
 
-WorkerFactory = Callable[[str], Worker]
-"""Makes the worker for the model of the given name (``ModelWorker`` or ``InlineWorker``)."""
+WorkerFactory = Callable[[str, Stage, "float | None"], Worker]
+"""Makes the worker for a model: its name, the stage it is (for the error a
+timeout raises) and the seconds a job may take (None: no limit).
+``ModelWorker`` or ``InlineWorker``."""
 
 
 class ModelWorker:
     """A named single-thread executor for one model."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, stage: Stage = Stage.PIPELINE, timeout_s: float | None = None) -> None:
         self.name = name
+        self.stage = stage
+        self.timeout_s = timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"va-{name}")
         self._busy = 0
+        self._stuck: "asyncio.Future[object] | None" = None
+        """The job that timed out, while its thread is still in it."""
 
     @property
     def busy(self) -> bool:
         """True while a job is queued or running on this worker."""
         return self._busy > 0
 
+    @property
+    def stuck(self) -> bool:
+        """A job that timed out is still running on the thread."""
+        return self._stuck is not None and not self._stuck.done()
+
+    def _check_not_stuck(self) -> None:
+        if self.stuck:
+            raise StageError(
+                self.stage,
+                f"the {self.name} model is still busy with a request that took over {self.timeout_s:g} s",
+            )
+
+    def _timed_out(self, future: "asyncio.Future[object]", started: float) -> StageError:
+        self._stuck = future
+        future.add_done_callback(self._unstuck)
+        logger.error(
+            "the %s model has not answered in %.1f s (%s.timeout_s): giving the turn up; "
+            "new requests are refused until it returns",
+            self.name, time.monotonic() - started, self.stage.value,
+        )
+        return StageError(self.stage, f"the {self.name} model did not answer within {self.timeout_s:g} s")
+
+    def _unstuck(self, future: "asyncio.Future[object]") -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning("the %s model's late job failed: %s", self.name, future.exception())
+        if future is self._stuck:
+            logger.warning("the %s model is answering again", self.name)
+
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` on this worker's thread and await its result."""
+        self._check_not_stuck()
         loop = asyncio.get_running_loop()
         self._busy += 1
+        started = time.monotonic()
+        future = loop.run_in_executor(self._executor, fn, *args)
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            # shielded: a timeout must not cancel the future (the thread goes on
+            # regardless), so that its end is seen and the worker is free again
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+        except TimeoutError:
+            raise self._timed_out(future, started) from None
+        except asyncio.CancelledError:
+            future.cancel()  # a job still queued never runs
+            raise
         finally:
             self._busy -= 1
 
@@ -81,6 +137,7 @@ class ModelWorker:
         While ``resume`` is cleared the thread holds before pulling the next item,
         which lets a more urgent model (the first clause's TTS) have the CPU.
         """
+        self._check_not_stuck()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -113,7 +170,7 @@ class ModelWorker:
         future = loop.run_in_executor(self._executor, produce)
         try:
             while True:
-                item = await queue.get()
+                item = await self._next(queue, resume, future)
                 if item is _DONE:
                     break
                 if isinstance(item, _Failure):
@@ -125,6 +182,19 @@ class ModelWorker:
             # Do not wait for the thread to notice: it finishes its current item
             # on its own; the next job on this worker queues behind it anyway.
             future.add_done_callback(_log_unexpected)
+
+    async def _next(
+        self, queue: "asyncio.Queue[object]", resume: threading.Event | None, future: "asyncio.Future[object]"
+    ) -> object:
+        """The stream's next item, within ``timeout_s`` of the last (not counting holds)."""
+        started = time.monotonic()
+        while True:
+            try:
+                return await asyncio.wait_for(queue.get(), self.timeout_s)
+            except TimeoutError:
+                if resume is not None and not resume.is_set():
+                    continue  # held on purpose (another model has the CPU)
+                raise self._timed_out(future, started) from None
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -138,8 +208,8 @@ class InlineWorker:
     between other work, so that a cancelled turn stops at the next item.
     """
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, stage: Stage = Stage.PIPELINE, timeout_s: float | None = None) -> None:
+        self.name = name  # no timeout: a job blocks the loop, nothing could time it
         self._busy = 0
 
     @property
