@@ -13,7 +13,13 @@ was played. A turn that carried out a command of the house has an ``intent``:
 ``{"intent": "HassTurnOn", "slots": {...}, "targets": ["light.office"], "result": "done"}``. Speech that was not addressed to the assistant (no wake word) and
 turns with no words are not logged (a house's conversations stay out of it), nor
 is the assistant's own voice or a knock heard over a reply.
-Each line is flushed and fsynced, so a crash loses at most the turn in progress.
+Each line is written whole and fsynced, so a crash (even SIGKILL) loses at most
+the turn in progress, and the file always parses. A full disk (ENOSPC) or any
+other write error is logged once; the turns that could not be written wait in
+memory (up to ``MAX_PENDING`` of them, the oldest dropped beyond that and
+counted), and go out in order after the next turn once there is room again. A
+line written only in part is cut off again, so no torn line is left behind.
+The file is created readable by its owner only: it holds what was said in the house.
 """
 
 from __future__ import annotations
@@ -21,15 +27,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import deque
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable
 
 from voiceagent.errors import VoiceAgentError
 from voiceagent.events import AnyEvent, IntentHandled, PlaybackStart, Reason, SpeechEnd, TextRequest, TurnEnd
 
 logger = logging.getLogger(__name__)
+
+MAX_PENDING = 1000
+"""Turns kept in memory while the log cannot be written (a few hundred kB)."""
+
 
 @dataclass(frozen=True)
 class TurnSummary:
@@ -95,9 +106,13 @@ class ConversationLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._pending: deque[bytes] = deque()
+        self._failing: str | None = None
+        """Why the last write failed, while it fails (warned about once)."""
+        self._dropped = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: TextIO = open(path, "a", encoding="utf-8")
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as err:
             raise VoiceAgentError(
                 f"cannot open the conversation log {path}: {err.strerror}",
@@ -119,13 +134,54 @@ class ConversationLog:
             **({"intent": turn.intent} if turn.intent is not None else {}),
         })
 
+    @property
+    def pending(self) -> int:
+        """Turns waiting in memory for the log to be writable again."""
+        return len(self._pending)
+
     def write(self, record: dict[str, object]) -> None:
+        self._pending.append((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        if len(self._pending) > MAX_PENDING:
+            self._pending.popleft()
+            self._dropped += 1
+        self._drain()
+
+    def _drain(self) -> None:
+        caught_up = len(self._pending)
+        while self._pending:
+            line = self._pending[0]
+            try:
+                self._append(line)
+            except OSError as err:  # a full disk must not take the assistant down
+                if self._failing is None:
+                    logger.error(
+                        "cannot write the conversation log %s: %s; keeping up to %d turns in "
+                        "memory until it can be written again", self.path, err.strerror or err, MAX_PENDING,
+                    )
+                self._failing = str(err)
+                return
+            self._pending.popleft()
+        if self._failing is not None:
+            lost = f", {self._dropped} older ones lost" if self._dropped else ""
+            logger.warning("the conversation log %s is written again (%d turns caught up%s)",
+                           self.path, caught_up, lost)
+            self._failing, self._dropped = None, 0
+
+    def _append(self, line: bytes) -> None:
+        """Write ``line`` whole or not at all."""
+        size = os.fstat(self._fd).st_size
         try:
-            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except OSError as err:  # a full disk must not take the assistant down
-            logger.error("cannot write the conversation log %s: %s", self.path, err)
+            written = os.write(self._fd, line)
+            if written < len(line):
+                os.write(self._fd, line[written:])  # usually fails in turn: ENOSPC
+            os.fsync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, size)  # no torn line; if this fails too, both are logged
+            raise
 
     def close(self) -> None:
-        self._file.close()
+        if self._pending:
+            self._drain()
+        if self._pending:
+            logger.error("%d turns could not be written to the conversation log %s", len(self._pending), self.path)
+        os.close(self._fd)
