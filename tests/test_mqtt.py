@@ -491,6 +491,7 @@ def test_password_file_and_wrong_password(
     message = first.getMessage()
     assert "mqtt.username" in message and "mqtt.password" in message and "retrying in" in message
     assert all(r.levelno == logging.DEBUG for r in refusals()[1:])
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage() or "wrong\n" in r.getMessage()]
 
 
 def test_tls(tmp_path: Path) -> None:

@@ -45,23 +45,58 @@ class BlockOutput(Protocol):
     def close(self) -> None: ...
 
 
+MIN_FILE_RATE = 1000
+MAX_FILE_RATE = 768_000
+"""The sample rates (hertz) read from a file's header. Outside them the header
+lies or the file is no recording, and resampling from 1 Hz would turn a few
+bytes into hours of audio."""
+
+_INPUT_HINT = "give a WAV file (any rate, channels and sample format) or '-' for raw PCM"
+
+
 def read_wav(path: Path, rate: int) -> np.ndarray:
-    """A whole audio file as mono float32 at ``rate`` hertz."""
+    """A whole audio file as mono float32 at ``rate`` hertz, within full scale."""
     import soundfile
 
     if not path.exists():
         raise AudioInputError(f"input file not found: {path}")
+    if path.is_dir():
+        raise AudioInputError(f"input {path} is a directory", _INPUT_HINT)
     try:
         audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:
+        reason = " ".join(str(err).split())  # libsndfile's messages can span lines
+        raise AudioInputError(f"cannot read {path} as audio: {reason}", _INPUT_HINT) from None
+    file_rate = int(file_rate)
+    if not MIN_FILE_RATE <= file_rate <= MAX_FILE_RATE:
         raise AudioInputError(
-            f"cannot read {path} as audio: {err}",
-            "give a WAV file (any rate, channels and sample format) or '-' for raw PCM",
-        ) from None
+            f"input file {path} says its sample rate is {file_rate} Hz",
+            f"only {MIN_FILE_RATE} to {MAX_FILE_RATE} Hz is audio; the header is damaged",
+        )
     if audio.shape[0] == 0:
         raise AudioInputError(f"input file {path} contains no audio")
-    check_finite(audio, int(file_rate), str(path))
-    return resample(to_mono(audio), int(file_rate), rate)
+    check_finite(audio, file_rate, str(path))
+    audio = to_mono(clip_full_scale(audio, str(path)))  # clipped first: a mean of huge floats overflows
+    out = np.clip(resample(audio, file_rate, rate), -1.0, 1.0)  # resampling overshoots a little
+    if out.size == 0:
+        raise AudioInputError(
+            f"input file {path} is too short: {audio.size} frame(s) at {file_rate} Hz"
+        )
+    return out
+
+
+def clip_full_scale(audio: np.ndarray, where: str, warn: bool = True) -> np.ndarray:
+    """``audio`` clipped to [-1, 1] (a new array), or ``audio`` itself if it is within.
+
+    Integer formats cannot go beyond full scale, float ones can (a float WAV, f32le
+    on stdin): their peaks are cut here, as a sound card would, instead of
+    overflowing the resampler or a model's features downstream."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak <= 1.0:
+        return audio
+    if warn:
+        logger.warning("%s: samples beyond full scale (peak %.3g), clipped to -1..1", where, peak)
+    return np.clip(audio, -1.0, 1.0)
 
 
 def check_finite(audio: np.ndarray, rate: int, where: str, offset_s: float = 0.0) -> None:
@@ -203,23 +238,30 @@ class PcmInput:
         self._reader = _DaemonReader(stream, self._chunk_bytes)
         self._remainder = b""
         self._frames_read = 0
+        self._clipped = False
 
     async def read(self, n: int) -> np.ndarray | None:
         while self._buf.size < n and not self._eof:
             data = await self._reader.read()
             if not data:
                 self._eof = True
-                tail = self._resampler(np.zeros(0, np.float32), last=True)
+                tail = np.clip(self._resampler(np.zeros(0, np.float32), last=True), -1.0, 1.0)
                 self._buf = np.concatenate([self._buf, tail])
                 break
             data = self._remainder + data
             usable = len(data) - len(data) % self._frame_bytes
             self._remainder = data[usable:]
-            decoded = pcm_decode(data[:usable], self._fmt)
+            with np.errstate(over="ignore", invalid="ignore"):
+                # channels of huge floats average to inf: reported just below as
+                # corrupt, not as a RuntimeWarning on stderr
+                decoded = pcm_decode(data[:usable], self._fmt)
             check_finite(decoded, self._fmt.sample_rate, "stdin",
                          self._frames_read / self._fmt.sample_rate)
             self._frames_read += decoded.size
-            samples = self._resampler(decoded)
+            # warned about once: a stream that clips usually goes on clipping
+            clipped = clip_full_scale(decoded, "stdin", warn=not self._clipped)
+            self._clipped |= clipped is not decoded
+            samples = np.clip(self._resampler(clipped), -1.0, 1.0)  # resampling overshoots a little
             self._buf = np.concatenate([self._buf, samples])
         if self._buf.size == 0 and self._eof:
             return None

@@ -34,6 +34,7 @@ from voiceagent.audio.streams import (
     open_output,
 )
 from voiceagent.config import Config
+from voiceagent.daemon.controls import DaemonControls
 from voiceagent.daemon.listener import Listener
 from voiceagent.daemon.log import ConversationLog, TurnSummaries, TurnSummary
 from voiceagent.daemon.state import AssistantState, StateReporter
@@ -62,29 +63,6 @@ class ServeOptions:
     """A WAV file or ``-`` (raw PCM on stdout); None: the configured output device."""
     events: str | None = None
     """Write every event as a JSON line to this file."""
-
-
-class DaemonControls:
-    """What Home Assistant's commands do (``mqtt.Controls``)."""
-
-    def __init__(self, listener: Listener) -> None:
-        self.listener = listener
-
-
-    def say(self, text: str) -> None:
-        logger.info("say: %r", text)
-        self.listener.conv.say(text)
-
-    def ask(self, text: str) -> None:
-        logger.info("ask: %r", text)
-        self.listener.conv.ask(text)
-
-    def stop(self) -> None:
-        logger.info("stop: %d repl(ies) stopped", self.listener.conv.stop())
-
-    def set_muted(self, muted: bool) -> None:
-        logger.info("microphone %s", "muted" if muted else "on")
-        self.listener.muted = muted  # the bridge reports the switch's new state
 
 
 class StatePublisher:
@@ -182,8 +160,11 @@ async def _serve(
     listener = Listener(conv, bus, cfg.audio.sample_rate, detector, gate)
     home.attach(conv, models.transcriber)
 
+    controls = None
     if bridge is not None:
-        bridge.set_controls(DaemonControls(listener))
+        controls = DaemonControls(listener)  # bounds what a flood of commands can start
+        bus.subscribe(controls.on_event)
+        bridge.set_controls(controls)
         publisher = StatePublisher(bridge)
         summaries.sinks.append(publisher)
         bus.subscribe(publisher.on_event)
@@ -223,6 +204,8 @@ async def _serve(
             await _devices(cfg, listener, speaker, clock, stop)
     finally:
         stop.set()
+        if controls is not None:
+            controls.close()  # no waiting announcement starts during the shutdown
         home.close()
         await listener.aclose()
         await conv.aclose()  # the reply that was playing ends here, logged as "shutdown"

@@ -11,6 +11,14 @@ Commands from Home Assistant arrive as messages on the ``.../set`` topics and ar
 turned into calls on :class:`Controls`, on the event loop thread. A bad command
 (oversized, not UTF-8, empty, unknown) is logged and ignored; a control that
 raises is logged with its traceback. Neither ends the connection.
+
+Nothing here grows with the number of messages: states waiting to go out are
+one per entity (a state changed twice before it went out is published once, with
+its latest value), events wait in a deque of ``MAX_PENDING_EVENTS``, incoming
+messages in aiomqtt's queue of ``MAX_QUEUED_MESSAGES``, and the warnings about
+what was ignored are limited per kind (:mod:`voiceagent.log_limit`), so a flood of
+bad commands costs a line a minute. What the controls do with a flood of good
+ones is theirs to bound (``voiceagent.daemon.controls``).
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ import asyncio
 import json
 import logging
 import time
+import unicodedata
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiomqtt
@@ -28,6 +38,7 @@ from aiomqtt.exceptions import MqttConnectError
 from voiceagent.aio import race
 from voiceagent.config import Config
 from voiceagent.errors import ConfigError
+from voiceagent.log_limit import LimitFilter, LogLimiter
 from voiceagent.mqtt.discovery import (
     ASSISTANT_STATES,
     COMMAND_ENTITIES,
@@ -44,6 +55,9 @@ from voiceagent.mqtt.discovery import (
 )
 
 logger = logging.getLogger(__name__)
+_client_logger = logging.getLogger(f"{__name__}.client")
+"""aiomqtt's and paho's lines: aiomqtt warns once per message it drops."""
+_client_logger.addFilter(LimitFilter())
 
 SHUTDOWN_S = 0.8
 """Seconds allowed, once ``stop`` is set, to publish ``offline`` and disconnect,
@@ -61,11 +75,15 @@ QOS = 1
 the next change."""
 
 _ANNOUNCE = "<announce>"
-"""Queued instead of an entity name: publish discovery, online and all states."""
+"""Pending instead of an entity name: publish discovery, online and all states."""
 
 _EVENT = "<event>"
-"""Queued instead of an entity name: publish the pending events."""
+"""Pending instead of an entity name: publish the events waiting."""
 MAX_PENDING_EVENTS = 100
+MAX_QUEUED_MESSAGES = 256
+"""Incoming messages waiting for the event loop at most (aiomqtt's queue, unbounded
+by default); more are dropped. Handling one takes microseconds, so this fills only
+while the loop is blocked."""
 
 _AUTH_REFUSED = {4, 5, 134, 135}
 """CONNACK codes for a bad user name/password or not authorized (MQTT 3.1.1 and 5)."""
@@ -113,8 +131,14 @@ class MqttBridge:
         ]
         self._commands = {self._topics.command(e): e for e in COMMAND_ENTITIES}
         self._states: dict[str, str] = {}
-        self._changed: asyncio.Queue[str] = asyncio.Queue()
+        self._pending: dict[str, None] = {}
+        """What the publisher has to send, in order, each once: entity names,
+        _ANNOUNCE and _EVENT (an ordered set, at most one per entity)."""
+        self._wake = asyncio.Event()
+        """Set when something was added to ``_pending``."""
         self._events: deque[tuple[str, str]] = deque(maxlen=MAX_PENDING_EVENTS)
+        self._limited = LogLimiter(logger)
+        """For what a publisher can make happen per message (bad commands)."""
         self._client: aiomqtt.Client | None = None
         self._outage_since: float | None = None
         """time.monotonic() when the broker was last found missing; None while fine."""
@@ -154,7 +178,7 @@ class MqttBridge:
             raise ValueError(f"mute state must be {ON} or {OFF}, got {value!r}")
         self._states[entity] = value
         if self._client is not None:
-            self._changed.put_nowait(entity)
+            self._mark(entity)
 
     def publish_event(self, name: str, payload: dict[str, Any]) -> None:
         """Publish ``payload`` as JSON on ``<base>/event/<name>``, not retained (it
@@ -164,9 +188,16 @@ class MqttBridge:
             logger.debug("MQTT not connected: event %s not sent", name)
             return
         if len(self._events) == self._events.maxlen:
-            logger.warning("MQTT events are not going out fast enough: dropping the oldest")
+            self._limited.log(
+                logging.WARNING, "events", "MQTT events are not going out fast enough: dropping the oldest"
+            )
         self._events.append((self._topics.event(name), json.dumps(payload, ensure_ascii=False, default=str)))
-        self._changed.put_nowait(_EVENT)
+        self._mark(_EVENT)
+
+    def _mark(self, item: str) -> None:
+        """Have the publisher send ``item`` (an entity's state, _ANNOUNCE, _EVENT)."""
+        self._pending[item] = None
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until ``stop`` is set, then say ``offline`` and disconnect.
@@ -240,10 +271,9 @@ class MqttBridge:
             try:
                 if not stop.is_set():
                     self._client = client
-                    while not self._changed.empty():  # all states go out with the announce
-                        self._changed.get_nowait()
+                    self._pending.clear()  # all states go out with the announce
                     if self._events:
-                        self._changed.put_nowait(_EVENT)
+                        self._mark(_EVENT)
                     await self._serve(client, stop)
                 # Short timeouts from here: a broker that stopped answering must not
                 # hold up the daemon's shutdown (this also bounds the DISCONNECT wait
@@ -309,15 +339,19 @@ class MqttBridge:
         self._subscribed = True
         await self._announce(client)
         while True:
-            item = await self._changed.get()
-            if item == _ANNOUNCE:
-                await self._announce(client)
-            elif item == _EVENT:
-                while self._events:
-                    topic, payload = self._events.popleft()
-                    await client.publish(topic, payload, qos=QOS, retain=False)
-            else:
-                await self._publish_state(client, item)
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                item = next(iter(self._pending))
+                del self._pending[item]
+                if item == _ANNOUNCE:
+                    await self._announce(client)
+                elif item == _EVENT:
+                    while self._events:
+                        topic, payload = self._events.popleft()
+                        await client.publish(topic, payload, qos=QOS, retain=False)
+                else:
+                    await self._publish_state(client, item)
 
     # -- commands --------------------------------------------------------------
 
@@ -335,8 +369,8 @@ class MqttBridge:
             # A retained birth message arrives right after we subscribe, when we
             # have just announced everything anyway.
             if payload.strip() == ONLINE.encode() and not message.retain:
-                logger.info("Home Assistant (re)started: publishing discovery again")
-                self._changed.put_nowait(_ANNOUNCE)
+                self._limited.log(logging.INFO, "birth", "Home Assistant (re)started: publishing discovery again")
+                self._mark(_ANNOUNCE)  # many births before it went out: one announce
             return
         entity = self._commands.get(topic)
         if entity is None:
@@ -344,45 +378,54 @@ class MqttBridge:
             return
         if message.retain:
             # A retained command would be replayed on every reconnect.
-            logger.warning(
+            self._limited.log(
+                logging.WARNING, (topic, "retained"),
                 "ignoring a retained %s command on %s (clear it with: mosquitto_pub -r -n -t %s)",
-                entity,
-                topic,
-                topic,
+                entity, topic, topic,
             )
             return
-        value, why = self._parse_command(entity, bytes(payload))
-        if value is None:
-            logger.warning("ignoring a malformed command on %s: %s", topic, why)
+        parsed = self._parse_command(entity, bytes(payload))
+        if isinstance(parsed, Malformed):
+            self._limited.log(
+                logging.WARNING, (topic, parsed.kind), "ignoring a malformed command on %s: %s", topic, parsed.why
+            )
             return
         try:
-            self._dispatch(entity, value)
+            self._dispatch(entity, parsed)
         except Exception:
-            logger.exception("the %s command from Home Assistant failed (topic %s)", entity, topic)
+            self._limited.log(
+                logging.ERROR, (topic, "failed"),
+                "the %s command from Home Assistant failed (topic %s)", entity, topic, exc_info=True,
+            )
 
-    def _parse_command(self, entity: str, payload: bytes) -> tuple[str | None, str]:
-        """(the command's argument, "") or (None, why the payload is malformed)."""
+    def _parse_command(self, entity: str, payload: bytes) -> str | Malformed:
+        """The command's argument (one line of text, or ON/OFF), or why it is malformed."""
         limit = self._mqtt.max_payload_bytes
         if len(payload) > limit:
-            return None, f"{len(payload)} bytes is over mqtt.max_payload_bytes ({limit})"
+            return Malformed("size", f"{len(payload)} bytes is over mqtt.max_payload_bytes ({limit})")
         if entity == "stop":
-            return "", ""  # any press
+            return ""  # any press
         try:
-            text = payload.decode("utf-8").strip()
+            text = payload.decode("utf-8")
         except UnicodeDecodeError:
-            return None, "the payload is not UTF-8 text"
+            return Malformed("utf-8", "the payload is not UTF-8 text")
+        # Home Assistant's text entity sends one line; other whitespace (a newline
+        # from mosquitto_pub -f) becomes spaces, other control characters are refused.
+        text = " ".join(text.split())
+        if any(unicodedata.category(c) == "Cc" for c in text):
+            return Malformed("control", "the text has control characters")
         if entity == "mute":
             if text.upper() not in (ON, OFF):
-                return None, f"expected {ON} or {OFF}, got {text[:40]!r}"
-            return text.upper(), ""
+                return Malformed("mute", f"expected {ON} or {OFF}, got {text[:40]!r}")
+            return text.upper()
         if not text:
-            return None, "the text is empty"
+            return Malformed("empty", "the text is empty")
         if len(text) > MAX_STATE_CHARS:
-            return None, f"{len(text)} characters is over the {MAX_STATE_CHARS} allowed"
-        return text, ""
+            return Malformed("length", f"{len(text)} characters is over the {MAX_STATE_CHARS} allowed")
+        return text
 
     def _dispatch(self, entity: str, value: str) -> None:
-        logger.info("Home Assistant command: %s %s", entity, value)
+        logger.debug("Home Assistant command: %s %r", entity, value)
         match entity:
             case "say":
                 self._controls.say(value)
@@ -412,6 +455,8 @@ class MqttBridge:
             keepalive=self._mqtt.keepalive_s,
             will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=QOS, retain=True),
             timeout=OPERATION_TIMEOUT_S,
+            max_queued_incoming_messages=MAX_QUEUED_MESSAGES,
+            logger=_client_logger,
         )
 
     def _read_password(self) -> str | None:
@@ -459,6 +504,16 @@ class MqttBridge:
             f"cannot connect to MQTT broker {self._where}: {detail} "
             f"(is it running? check {checks})"
         )
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A command payload that is ignored."""
+
+    kind: str
+    """What is wrong, one of a few (the log limit counts per topic and kind)."""
+    why: str
+    """For the log line."""
 
 
 def _code(err: MqttConnectError) -> int | None:
