@@ -176,3 +176,20 @@ def test_time_held_on_purpose_does_not_count_against_a_stream():
             worker.shutdown()
 
     assert asyncio.run(go()) == [1, 2, 3]
+
+
+def test_a_model_still_busy_after_the_shutdown_does_not_hold_the_exit():
+    from voiceagent.daemon.serve import leave_stuck_models
+
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, args=(30,), name="va-llm_0", daemon=True)
+    stuck.start()
+    exits: list[int] = []
+    t0 = time.monotonic()
+    leave_stuck_models(0.3, exit=exits.append)
+    assert exits == [0] and time.monotonic() - t0 < 1.0
+    release.set()
+    stuck.join()
+    exits.clear()
+    leave_stuck_models(0.3, exit=exits.append)  # nothing busy: a normal return
+    assert exits == []

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Callable, TextIO
 
 from voiceagent import __version__
 from voiceagent.aio import race
@@ -129,7 +132,35 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
         if source is not None:
             source.close()
     print("voiceagent serve: stopped", file=out)
+    leave_stuck_models()
     return 0
+
+
+STOP_WAIT_S = 3.0
+"""Seconds, after the shutdown, that a model thread still in a call is waited for.
+systemd kills the daemon after TimeoutStopSec (10 s in deploy/voiceagent.service);
+Python's exit would otherwise wait for the thread however long it takes."""
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def leave_stuck_models(wait_s: float = STOP_WAIT_S, exit: Callable[[int], object] = _exit_now) -> None:
+    """Exit now if a model thread (``va-*``, see ``stages.workers``) is still busy
+    after ``wait_s``: everything that matters (the logs, the WAV, ``offline``) is
+    written and closed by then, and the call's result would be dropped anyway."""
+    deadline = time.monotonic() + wait_s
+    for thread in threading.enumerate():
+        if thread.name.startswith("va-") and thread.is_alive():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t.name.startswith("va-") and t.is_alive()]
+    if stuck:
+        logger.warning("a model is still busy after %g s (%s): exiting without it", wait_s, ", ".join(stuck))
+        exit(0)
 
 
 async def _serve(
