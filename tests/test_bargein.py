@@ -1,6 +1,8 @@
 """The barge-in policy, as pure decisions on plain values."""
 
-from voiceagent.config import BargeInConfig
+from dataclasses import replace
+
+from voiceagent.config import BargeInConfig, TurnConfig
 from voiceagent.rules.bargein import (
     Verdict,
     confirms_by_duration,
@@ -11,7 +13,7 @@ from voiceagent.rules.bargein import (
     words_of,
 )
 
-S = BargeInConfig().settings()
+S = replace(BargeInConfig().settings(), stop_phrases=tuple(TurnConfig().stop_phrases))
 
 
 def test_user_speech_must_be_voiced_and_stand_out_of_the_echo():
@@ -48,6 +50,13 @@ def test_judge():
     assert judge("And then then.", 600, played, S, logprob=-0.93) is Verdict.UNCLEAR
     assert judge("Wait.", 400, played, S, logprob=-0.45) is Verdict.INTERRUPTION
     assert judge("(clears throat) Stop!", 600, played, S) is Verdict.INTERRUPTION
+
+
+def test_garbled_echo_is_echo_but_a_stop_over_it_is_not():
+    played = "The ocean is a vast and mysterious world, full of wonders."
+    assert judge("serious work.", 600, played, S) is Verdict.ECHO  # issue 14, a 150 ms stall
+    assert judge("No, what about the mysterious world?", 900, played, S) is Verdict.INTERRUPTION
+    assert judge("Wait, the mysterious world.", 900, played, S) is Verdict.INTERRUPTION
 
 
 def test_noise_that_never_sounded_like_a_voice_is_rejected_at_once():

@@ -17,6 +17,7 @@ import webrtcvad
 
 from voiceagent.audio.convert import float_to_int16_bytes, resample
 from voiceagent.audio.echo import (
+    EchoGatedCanceller,
     EchoSpec,
     NoEchoCanceller,
     RoomEcho,
@@ -242,3 +243,110 @@ def test_a_delay_hint_given_before_anything_plays_is_used():
 
     assert erle_at_first([140]) < 15.0  # 100 ms too high: the echo leaks at first
     assert erle_at_first([140, 140, 40]) > 30.0  # corrected before the reply starts
+
+
+# --- a stalled stream: the echo comes later from then on ---------------------
+
+
+def speech_shaped(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise with speech's spectral tilt and syllable rhythm (no espeak needed)."""
+    n = int(seconds * RATE)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    spectrum /= np.sqrt(1 + (np.fft.rfftfreq(n, 1 / RATE) / 500) ** 2)
+    t = np.arange(n) / RATE
+    syllables = np.clip(np.sin(2 * np.pi * 3.5 * t + 2 * np.sin(2 * np.pi * 0.7 * t)), 0, None) ** 0.7
+    x = np.fft.irfft(spectrum, n) * syllables
+    return (0.1 * x / np.sqrt(np.mean(x**2))).astype(np.float32)
+
+
+def stalled(played: np.ndarray, at: int, stall_ms: int, delay_ms: int = 120) -> np.ndarray:
+    """The microphone of a stream that stalled for ``stall_ms`` before block
+    ``at``, as on a sound card: the output ran dry (silence in the room) while
+    the input piled up, so after it the echo comes ``stall_ms`` later in the
+    stream than before."""
+    gap = np.zeros(stall_ms * RATE // 1000, np.float32)
+    room_out = np.concatenate([played[: at * BLOCK], gap, played[at * BLOCK :]])
+    noise = (10 ** (-70 / 20) * np.random.default_rng(1).standard_normal(room_out.size)).astype(np.float32)
+    return RoomEcho(delay_ms, -6, RATE).mix(noise, room_out)[: played.size]
+
+
+def run_blocks(aec, played: np.ndarray, mic: np.ndarray, at: int, shift_ms: float | None) -> np.ndarray:
+    out = np.empty_like(mic)
+    for k in range(mic.size // BLOCK):
+        if k == at and shift_ms is not None:
+            aec.realign(shift_ms)
+        i = k * BLOCK
+        out[i : i + BLOCK] = aec.process(mic[i : i + BLOCK], played[i : i + BLOCK])
+    return out
+
+
+@pytest.mark.parametrize("stall_ms", [100, 300])
+def test_realigning_after_a_stall_keeps_aec3_cancelling(stall_ms):
+    played = speech_shaped(4.0)
+    at = int(1.5 * RATE) // BLOCK
+    mic = stalled(played, at, stall_ms)
+    after = slice(at * BLOCK, at * BLOCK + int(1.5 * RATE))
+
+    def erle(shift_ms: float | None) -> float:
+        out = run_blocks(WebRtcEchoCanceller(RATE), played, mic, at, shift_ms)
+        return 10 * np.log10(energy(mic[after]) / energy(out[after]))
+
+    # measured over the 1.5 s after it: 4 dB left alone, 29 dB realigned (32
+    # before the stall); 27 dB 20 ms short, but 15 dB 10 ms too far
+    assert erle(None) < 10.0
+    assert erle(stall_ms) > 20.0
+    assert erle(stall_ms - 20) > 20.0  # a reference that leads the echo a little is fine
+
+
+def test_realign_holds_the_reference_back_or_starts_afresh():
+    aec = WebRtcEchoCanceller(RATE)
+    aec.realign(100)
+    aec.realign(-40)
+    assert aec.reference_lag_ms == 60
+    ones = np.ones(BLOCK, np.float32)
+    aec.process(ones * 0.01, ones * 0.5)  # the held-back reference goes on in order
+    assert aec.reference_lag_ms == 60
+    aec.realign(-100)  # the echo came sooner than the reference can: nothing to hold back
+    assert aec.reference_lag_ms == 0
+
+
+class Recorder:
+    """An inner canceller that only records how it was realigned."""
+
+    def __init__(self) -> None:
+        self.shifts: list[float] = []
+
+    def process(self, mic: np.ndarray, played: np.ndarray) -> np.ndarray:
+        return mic
+
+    def set_delay_ms(self, delay_ms: int) -> None:
+        pass
+
+    def realign(self, shift_ms: float) -> None:
+        self.shifts.append(shift_ms)
+
+    @property
+    def echo_path(self) -> bool | None:
+        return None
+
+
+@pytest.mark.parametrize("guess_ms, corrected", [(150, False), (140, False), (180, True), (100, True)])
+def test_the_gated_canceller_checks_the_realignment_on_the_echo(guess_ms, corrected, caplog):
+    """The driver's guess of the shift is checked on the echo after the stall:
+    an echo later than expected by a little is left to AEC3, sooner than
+    expected or much later is realigned."""
+    played = speech_shaped(6.0)
+    at = int(2.5 * RATE) // BLOCK
+    mic = stalled(played, at, 150)
+    inner = Recorder()
+    gated = EchoGatedCanceller(inner, RATE)
+    with caplog.at_level("INFO", logger="voiceagent.audio.echo"):
+        run_blocks(gated, played, mic, at, guess_ms)
+    assert gated.aligned_ms == pytest.approx(270, abs=2)
+    assert inner.shifts[0] == guess_ms
+    if corrected:
+        assert len(inner.shifts) == 2 and sum(inner.shifts) == pytest.approx(150, abs=2)
+        assert any("re-estimated" in r.message for r in caplog.records)
+    else:
+        assert len(inner.shifts) == 1
+        assert not any("re-estimated" in r.message for r in caplog.records)

@@ -11,7 +11,10 @@ captured) and gives one clock for every event.
   comes once all work started by the last one is waiting.
   With a ``RoomEcho`` it also mixes its own output back into the input, as a
   loudspeaker in a room would (``voiceagent run --echo``).
-- ``DeviceDuplex`` runs a PortAudio duplex stream (sounddevice).
+- ``DeviceDuplex`` runs a PortAudio duplex stream (sounddevice). When its
+  callbacks stop for a while (the process descheduled on a busy box) the input
+  lags the output by more from then on; it tells the canceller how far the
+  echo moved (``rules.stalls``) so that it stays aligned.
 
 Both remove the echo of the reply from the input before anything else sees it,
 feeding the canceller exactly the samples that went to the output: the driver is
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +38,7 @@ from voiceagent.audio.speaker import PlaybackNotice, Speaker
 from voiceagent.audio.streams import BlockInput, BlockOutput
 from voiceagent.clock import Clock
 from voiceagent.errors import AudioDeviceError
+from voiceagent.rules.stalls import MIN_SHIFT_MS, StallWatch
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +192,12 @@ class DeviceDuplex:
         )
         speaker = self.speaker
 
+        last_call: list[float] = []
+
         def callback(indata, outdata, frames, time_info, status) -> None:  # audio thread
+            now = time.monotonic()
+            gap = now - last_call[0] if last_call else None
+            last_call[:] = [now]
             if status:
                 logger.debug("audio stream status: %s", status)
             out, notices = speaker.pull(frames)
@@ -194,8 +205,9 @@ class DeviceDuplex:
             # How long after this input was captured the output written now is
             # heard: the play-to-capture delay of its echo.
             latency = time_info.outputBufferDacTime - time_info.inputBufferAdcTime
+            timing = _Timing(latency, gap, bool(status.output_underflow or status.input_overflow))
             loop.call_soon_threadsafe(
-                queue.put_nowait, (indata[:, 0].copy(), out, latency, notices)
+                queue.put_nowait, (indata[:, 0].copy(), out, timing, notices)
             )
 
         try:
@@ -230,6 +242,7 @@ class DeviceDuplex:
     async def _run_stream(self, stream, queue, handler, stop, canceller, delay_ms) -> float:  # type: ignore[no-untyped-def]
         dur = self.n / self.rate
         k = 0
+        stalls = StallWatch(1000 * dur)
         try:
             stream.start()
             while not stop.is_set():
@@ -242,7 +255,8 @@ class DeviceDuplex:
                     ) from None
                 if which == 1:
                     break
-                block, out, latency, notices = item
+                block, out, timing, notices = item
+                latency = timing.latency_s
                 if self.echo_delay_ms is None and latency > 0 and k < 5:
                     # AEC3 takes its delay hint before playback starts (it then
                     # tracks the delay itself), so only the first blocks matter.
@@ -251,6 +265,7 @@ class DeviceDuplex:
                         delay_ms = measured
                         canceller.set_delay_ms(delay_ms)
                         logger.info("echo canceller delay %d ms (stream latency)", delay_ms)
+                self._follow_stalls(stalls, timing, canceller)
                 block = canceller.process(block, out)
                 self.speaker.echo_path = canceller.echo_path
                 t = (self.start_block + k) * dur
@@ -267,6 +282,38 @@ class DeviceDuplex:
             # resumed. Closing a stream that is still running aborts it at once.
             stream.close(ignore_errors=True)
         return k * dur
+
+    @staticmethod
+    def _follow_stalls(stalls: StallWatch, timing: _Timing, canceller: EchoCanceller) -> None:
+        """Keep the canceller aligned when a stall or an underrun has moved the
+        echo in the stream (``rules.stalls``), before it cancels the block."""
+        gap_ms = None if timing.gap_s is None else 1000 * timing.gap_s
+        moved = stalls.observe(gap_ms, 1000 * timing.latency_s, timing.xrun)
+        if moved is None:
+            return
+        canceller.realign(moved.shift_ms)
+        what = f"stalled {moved.stall_ms:.0f} ms" if moved.stall_ms else "ran dry"
+        if not moved.measured:
+            logger.info("audio stream %s: echo canceller to re-estimate the echo delay", what)
+        else:
+            # A gap just over the threshold may move the echo by a millisecond
+            # or two: worth following, not worth a line.
+            level = logging.INFO if abs(moved.shift_ms) >= MIN_SHIFT_MS else logging.DEBUG
+            logger.log(level, "audio stream %s: the echo comes %+.0f ms later, echo canceller realigned",
+                       what, moved.shift_ms)
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """What the audio callback saw of the stream's timing, with its block."""
+
+    latency_s: float
+    """Seconds from the block's capture to the playing of the output written
+    with it, as the host reports (0 or less: not reported)."""
+    gap_s: float | None
+    """Seconds since the previous callback (None for the first)."""
+    xrun: bool
+    """The stream flagged an output underflow or an input overflow."""
 
 
 def _hint(latency_s: float) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -75,7 +75,10 @@ class Interruption:
         second_stage: SpeechProbability | None = None,
     ) -> None:
         self.cfg = cfg.barge_in
-        self.settings = cfg.barge_in.settings()
+        # The stop phrases live with the turn rules (a continuation that starts
+        # with one interrupts too); speech over a reply that starts with one is
+        # never taken for garbled echo.
+        self.settings = replace(cfg.barge_in.settings(), stop_phrases=tuple(cfg.turn.stop_phrases))
         self.frame_ms = cfg.vad.frame_ms
         self.speaker = speaker
         self.ledger = ledger

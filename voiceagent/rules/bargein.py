@@ -27,6 +27,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from voiceagent.rules.echo_words import is_echo
+
 
 class Verdict(enum.Enum):
     INTERRUPTION = "interruption"
@@ -60,6 +62,11 @@ class BargeInSettings:
     """Input quieter than the reply's own level plus this (decibels) is echo."""
     backchannels: tuple[str, ...]
     """Words and phrases that acknowledge rather than interrupt."""
+    stop_phrases: tuple[str, ...] = ()
+    """Words that begin an interruption ("stop", "wait", "hold on"): speech that
+    starts with one is never taken for garbled echo (``rules.echo_words``). The
+    turn config holds them (``turn.stop_phrases``), shared with the continuation
+    rules; ``dialogue.interruption`` fills them in."""
     # Measured constants of the policy, not settings:
     noise_probability: float = 0.1
     """Suspected speech whose second-stage probability never reached this is
@@ -125,9 +132,10 @@ def judge(
     """The verdict on suspected speech once its transcript is known.
 
     ``voiced_ms`` is how long it passed ``is_user_speech``. ``played_text`` is
-    what the reply had said so far: words that repeat it are the assistant
-    hearing itself. Whisper's sound annotations ("[coughing]", "(laughs)") are
-    not words. ``logprob`` is the recognizer's confidence (see ``min_logprob``).
+    what the reply had said so far: words that repeat it, even garbled, are the
+    assistant hearing itself (``rules.echo_words``). Whisper's sound
+    annotations ("[coughing]", "(laughs)") are not words. ``logprob`` is the
+    recognizer's confidence (see ``min_logprob``).
     """
     words = words_of(re.sub(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*", " ", text))
     if not words:
@@ -138,8 +146,8 @@ def judge(
         return Verdict.BACKCHANNEL
     if logprob is not None and logprob < settings.min_logprob:
         return Verdict.UNCLEAR
-    played = set(words_of(played_text))
-    if len(words) >= 2 and sum(w in played for w in words) >= 0.8 * len(words):
+    stops = [words_of(p) for p in settings.stop_phrases]
+    if is_echo(words, words_of(played_text), stops):
         return Verdict.ECHO
     return Verdict.INTERRUPTION
 
