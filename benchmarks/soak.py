@@ -355,6 +355,16 @@ def run_real(turns: int, broker_restart_s: float, seed: int, workdir: Path) -> d
     stop_feeding = threading.Event()
     kinds: dict[str, int] = {}
 
+    def publish(topic: str, payload: str) -> None:
+        """Publish, waiting out a broker restart (the recorder reconnects by itself)."""
+        for _ in range(40):
+            try:
+                rec.publish(topic, payload)
+                return
+            except RuntimeError:  # not connected right now
+                time.sleep(0.25)
+        raise RuntimeError(f"could not publish to {topic} for 10 s")
+
     def pcm(audio: np.ndarray) -> bytes:
         return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
@@ -378,12 +388,12 @@ def run_real(turns: int, broker_restart_s: float, seed: int, workdir: Path) -> d
                 proc.stdin.flush()
                 time.sleep(2.0)  # about what the pipe holds
                 if kind == "say":
-                    rec.publish(f"{base}/say/set", "The washing machine is done.")
+                    publish(f"{base}/say/set", "The washing machine is done.")
                 else:
-                    rec.publish(f"{base}/ask/set", rng.choice(["Tell me a long story.", "What is a rainbow?"]))
+                    publish(f"{base}/ask/set", rng.choice(["Tell me a long story.", "What is a rainbow?"]))
                     if kind == "ask_stop":
                         time.sleep(2.5)
-                        rec.publish(f"{base}/stop/set", "PRESS")
+                        publish(f"{base}/stop/set", "PRESS")
                 proc.stdin.write(pcm(silence(6.0)))
         except (BrokenPipeError, ValueError):
             pass
@@ -399,6 +409,8 @@ def run_real(turns: int, broker_restart_s: float, seed: int, workdir: Path) -> d
             time.sleep(5.0)
             if proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {proc.returncode}; see {workdir / 'stderr.log'}")
+            if not feeder.is_alive():
+                raise RuntimeError("the input feeder stopped (see its traceback above)")
             now, cpu = time.monotonic(), cpu_seconds(proc.pid)
             done = _turn_ends(workdir / "events.jsonl")
             samples.append({

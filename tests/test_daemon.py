@@ -173,3 +173,19 @@ def test_without_the_detector_firing_the_request_is_ignored():
     g = WakeGate(WakeGateSettings(listen_s=8.0, follow_up_s=6.0, phrase=""))
     events = listen(QUESTION, gate=g)
     assert [e.reason for e in events if e.type == "turn_end"] == ["not_addressed"]
+
+
+def test_freed_memory_is_given_back_only_when_idle_after_work_and_not_too_often():
+    from voiceagent.daemon.memory import MemoryTrimmer
+
+    now = [100.0]
+    trimmer = MemoryTrimmer(interval_s=30.0, clock=lambda: now[0])
+    now[0] += 31
+    assert not trimmer.idle(), "nothing ran since the start: nothing to give back"
+    trimmer.busy()
+    assert trimmer.idle()
+    trimmer.busy()
+    now[0] += 10
+    assert not trimmer.idle(), "at most every interval_s"
+    now[0] += 21
+    assert trimmer.idle()

@@ -40,6 +40,7 @@ from voiceagent.config import Config
 from voiceagent.daemon.controls import DaemonControls
 from voiceagent.daemon.listener import Listener
 from voiceagent.daemon.log import ConversationLog, TurnSummaries, TurnSummary
+from voiceagent.daemon.memory import MemoryTrimmer
 from voiceagent.daemon.state import AssistantState, StateReporter
 from voiceagent.errors import AudioDeviceError, ConfigError
 from voiceagent.events import AnyEvent, EventBus, IntentHandled, JsonlEventLog, RequestAccepted
@@ -218,10 +219,16 @@ async def _serve(
     ha = f"Home Assistant {cfg.homeassistant.url}" if cfg.homeassistant.url else "no Home Assistant"
     print(f"voiceagent serve: running ({wake}, {mqtt}, {ha}); SIGTERM or Ctrl+C to stop", file=out)
 
+    trimmer = MemoryTrimmer()
+
     async def tick() -> None:
         while not stop.is_set():
             await asyncio.sleep(TICK_S)
             reporter.tick(clock.now())
+            if conv.idle:
+                trimmer.idle()
+            else:
+                trimmer.busy()
 
     side = [asyncio.ensure_future(tick())]
     if bridge is not None:

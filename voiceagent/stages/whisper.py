@@ -202,5 +202,9 @@ class WhisperTranscriber:
         return Transcript(text=text, seconds=time.perf_counter() - start, logprob=logprob)
 
     def warm_up(self) -> None:
-        """One call on silence so the first real turn does not pay for lazy init."""
+        """One call on silence so the first real turn does not pay for lazy init,
+        then one on Whisper's whole 30 s window, so that the encoder's buffers
+        have their largest size from the start (they grow to the longest audio
+        encoded and stay)."""
         self.transcribe(np.zeros(16000, dtype=np.float32))
+        self.transcribe(np.zeros(16000 * 30, dtype=np.float32))
