@@ -25,49 +25,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
+from tests.support.fuzz import assert_one_line, case_reporter, fuzz_settings
 from voiceagent.audio.streams import PcmInput, open_input
 from voiceagent.config import PcmFormat
-from voiceagent.errors import AudioInputError, VoiceAgentError
+from voiceagent.errors import AudioInputError
 
 RATE = 16000
 SLOW_S = 5.0
 """A case that takes longer than this is a hang, not slow input."""
 
-FUZZ = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(250)
 CASES: Counter[str] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_cases(request: pytest.FixtureRequest):
-    yield
-    report(request, CASES)
-
-
-def report(request: pytest.FixtureRequest, cases: Counter[str]) -> None:
-    """One line per module on the terminal (shown without -s), e.g. for the issue."""
-    line = f"fuzz: {request.module.__name__}: {sum(cases.values())} cases ({dict(cases)})"
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or terminal is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        terminal.write_line(line)
-
-
-def assert_one_line(err: VoiceAgentError) -> str:
-    text = str(err)
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-    assert len(text) < 500, f"an error line of {len(text)} characters"
-    return text
+_report_cases = case_reporter(CASES)
 
 
 # -- WAV files -------------------------------------------------------------------

@@ -12,29 +12,19 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
 from tests.test_cli_errors import one_line_error
-from tests.test_fuzz_audio import lying_wavs, report, written_wavs
+from tests.support.fuzz import case_reporter, fuzz_settings
+from tests.test_fuzz_audio import lying_wavs, written_wavs
 from tests.test_fuzz_config import broken_texts, mutated_configs
 from tests.test_realmodel import voiceagent
 
-E2E = settings(
-    max_examples=10,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+E2E = fuzz_settings(10)
 CASES: Counter[str] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_cases(request: pytest.FixtureRequest):
-    yield
-    report(request, CASES)
+_report_cases = case_reporter(CASES)
 
 
 def no_models_config(directory: Path) -> Path:

@@ -16,12 +16,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_fuzz_audio import assert_one_line, report
+from tests.support.fuzz import assert_one_line, case_reporter, fuzz_settings
 from voiceagent.config import Config, load_config
 from voiceagent.errors import ConfigError
 from voiceagent.mqtt.discovery import Topics, discovery_messages
@@ -30,19 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED: dict[str, Any] = yaml.safe_load((ROOT / "config.yaml").read_text())
 SLOW_S = 2.0
 
-FUZZ = settings(
-    max_examples=400,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(400)
 CASES: Counter[str] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_cases(request: pytest.FixtureRequest):
-    yield
-    report(request, CASES)
+_report_cases = case_reporter(CASES)
 
 
 def key_paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

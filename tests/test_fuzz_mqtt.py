@@ -21,10 +21,10 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_fuzz_audio import report
+from tests.support.fuzz import case_reporter, fuzz_settings
 from tests.test_mqtt import FakeControls, make_config
 from voiceagent.daemon.controls import MAX_WAITING_SAYS, DaemonControls
 from voiceagent.events import TurnEnd
@@ -34,19 +34,9 @@ from voiceagent.mqtt.discovery import COMMAND_ENTITIES, MAX_STATE_CHARS
 LIMIT = 1024
 """mqtt.max_payload_bytes (the default)."""
 
-FUZZ = settings(
-    max_examples=400,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(400)
 CASES: Counter[str] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_cases(request: pytest.FixtureRequest):
-    yield
-    report(request, CASES)
+_report_cases = case_reporter(CASES)
 
 
 # -- one message at the bridge -----------------------------------------------------
