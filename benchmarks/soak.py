@@ -378,9 +378,9 @@ def run_real(turns: int, broker_restart_s: float, seed: int, workdir: Path) -> d
                 if kind in ("real", "espeak", "barge_in"):
                     question = rng.choice(clips if kind != "espeak" else spoken)
                     if kind == "barge_in":
-                        audio = np.concatenate([silence(0.5), question, silence(2.2), interruption, silence(7.0)])
+                        audio = np.concatenate([silence(0.5), question, silence(2.2), interruption, silence(5.5)])
                     else:
-                        audio = np.concatenate([silence(0.5), question, silence(7.0)])
+                        audio = np.concatenate([silence(0.5), question, silence(5.5)])
                     proc.stdin.write(pcm(audio))
                     continue
                 # typed commands: published once the daemon has read up to here
@@ -394,7 +394,7 @@ def run_real(turns: int, broker_restart_s: float, seed: int, workdir: Path) -> d
                     if kind == "ask_stop":
                         time.sleep(2.5)
                         publish(f"{base}/stop/set", "PRESS")
-                proc.stdin.write(pcm(silence(6.0)))
+                proc.stdin.write(pcm(silence(5.0)))
         except (BrokenPipeError, ValueError):
             pass
 

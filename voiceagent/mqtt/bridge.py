@@ -89,6 +89,38 @@ _AUTH_REFUSED = {4, 5, 134, 135}
 """CONNACK codes for a bad user name/password or not authorized (MQTT 3.1.1 and 5)."""
 
 
+class _Client(aiomqtt.Client):
+    """aiomqtt's client with one race closed.
+
+    paho asks for the socket to be watched for writing from its own thread, and
+    aiomqtt hands that to the loop with ``call_soon_threadsafe``. When the broker
+    drops the connection just then, the socket is closed before the loop gets to
+    it, and asyncio logged a traceback ("Bad file descriptor") for every such
+    reconnect: with a broker flapping every few seconds, a traceback each time
+    (tests/test_broker_flapping.py). There is nothing to write to any more and
+    the reader has seen the loss, so that case is only a debug line here.
+    """
+
+    def _on_socket_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        def callback() -> None:
+            # As aiomqtt: a failed write means the connection broke.
+            try:
+                client.loop_write()
+            except Exception as exc:  # handed to the session as its failure
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        fd = sock.fileno()
+
+        def watch() -> None:
+            try:
+                self._loop.add_writer(fd, callback)
+            except (OSError, ValueError) as err:
+                logger.debug("MQTT socket closed before it could be watched: %s", err)
+
+        self._loop.call_soon_threadsafe(watch)
+
+
 class Controls(Protocol):
     """What Home Assistant can do to the assistant; called on the event loop thread."""
 
@@ -443,7 +475,7 @@ class MqttBridge:
 
     def _new_client(self) -> aiomqtt.Client:
         tls = self._mqtt.tls
-        return aiomqtt.Client(
+        return _Client(
             self._mqtt.host,
             self._mqtt.port,
             identifier=self._client_id,

@@ -119,8 +119,11 @@ class ModelWorker:
         future = loop.run_in_executor(self._executor, fn, *args)
         try:
             # shielded: a timeout must not cancel the future (the thread goes on
-            # regardless), so that its end is seen and the worker is free again
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+            # regardless), so that its end is seen and the worker is free again.
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that comes as the result arrives (see ``_next``).
+            async with asyncio.timeout(self.timeout_s):
+                return await asyncio.shield(future)
         except TimeoutError:
             raise self._timed_out(future, started) from None
         except asyncio.CancelledError:
@@ -190,7 +193,13 @@ class ModelWorker:
         started = time.monotonic()
         while True:
             try:
-                return await asyncio.wait_for(queue.get(), self.timeout_s)
+                # Not asyncio.wait_for: on Python 3.11 a cancellation that comes
+                # as the item arrives is swallowed there (the item is returned),
+                # so a turn cut by a barge-in went on generating with its speaker
+                # task gone, held the LLM thread for good, and every later reply
+                # was refused (found by the 200-turn soak, at turn 10).
+                async with asyncio.timeout(self.timeout_s):
+                    return await queue.get()
             except TimeoutError:
                 if resume is not None and not resume.is_set():
                     continue  # held on purpose (another model has the CPU)
