@@ -193,3 +193,26 @@ def test_a_model_still_busy_after_the_shutdown_does_not_hold_the_exit():
     exits.clear()
     leave_stuck_models(0.3, exit=exits.append)  # nothing busy: a normal return
     assert exits == []
+
+
+def test_a_cut_turn_is_cancelled_even_when_its_next_token_arrives_at_that_moment():
+    """The token and the cancellation (a barge-in) in the same loop iteration: the
+    consumer must end cancelled, not take the token. Python 3.11's
+    ``asyncio.wait_for`` returned the token instead; the cut turn then went on
+    generating with its speaker gone and held the LLM thread for good (the
+    200-turn soak, turn 10)."""
+
+    async def go() -> None:
+        worker = ModelWorker("llm", Stage.LLM, timeout_s=5.0)
+        loop = asyncio.get_running_loop()
+        for _ in range(20):
+            queue: asyncio.Queue[object] = asyncio.Queue()
+            task = asyncio.create_task(worker._next(queue, None, loop.create_future()))
+            await asyncio.sleep(0)  # waiting for the token
+            queue.put_nowait("token")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        worker.shutdown()
+
+    asyncio.run(go())
