@@ -122,7 +122,7 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
         if cfg.wake.model != "none":
             detector = WakeWordDetector(cfg.wake.model, cfg.wake.threshold, rate)
             detector.warm_up()
-        asyncio.run(_serve(cfg, models, detector, source, sink, log, events_file, out))
+        code = asyncio.run(_serve(cfg, models, detector, source, sink, log, events_file, out))
     finally:
         if log is not None:
             log.close()
@@ -133,8 +133,8 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
         if source is not None:
             source.close()
     print("voiceagent serve: stopped", file=out)
-    leave_stuck_models()
-    return 0
+    leave_stuck_models(code=code)
+    return code
 
 
 STOP_WAIT_S = 3.0
@@ -150,7 +150,15 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def leave_stuck_models(wait_s: float = STOP_WAIT_S, exit: Callable[[int], object] = _exit_now) -> None:
+STUCK_RESTART_S = 300.0
+"""Seconds a model may stay stuck in a call that timed out (each request
+meanwhile answered with an apology) before the daemon exits with status 1, for
+systemd to restart it (``Restart=on-failure``) with the model fresh."""
+
+
+def leave_stuck_models(
+    wait_s: float = STOP_WAIT_S, exit: Callable[[int], object] = _exit_now, code: int = 0
+) -> None:
     """Exit now if a model thread (``va-*``, see ``stages.workers``) is still busy
     after ``wait_s``: everything that matters (the logs, the WAV, ``offline``) is
     written and closed by then, and the call's result would be dropped anyway."""
@@ -161,7 +169,7 @@ def leave_stuck_models(wait_s: float = STOP_WAIT_S, exit: Callable[[int], object
     stuck = [t.name for t in threading.enumerate() if t.name.startswith("va-") and t.is_alive()]
     if stuck:
         logger.warning("a model is still busy after %g s (%s): exiting without it", wait_s, ", ".join(stuck))
-        exit(0)
+        exit(code)
 
 
 async def _serve(
@@ -173,7 +181,7 @@ async def _serve(
     log: ConversationLog | None,
     events_file: TextIO | None,
     out: TextIO,
-) -> None:
+) -> int:
     bus = EventBus()
     bus.subscribe(ConsoleDisplay(out))
     if events_file is not None:
@@ -220,11 +228,21 @@ async def _serve(
     print(f"voiceagent serve: running ({wake}, {mqtt}, {ha}); SIGTERM or Ctrl+C to stop", file=out)
 
     trimmer = MemoryTrimmer()
+    code = 0
 
     async def tick() -> None:
+        nonlocal code
         while not stop.is_set():
             await asyncio.sleep(TICK_S)
             reporter.tick(clock.now())
+            stuck = [w for w in conv.workers if w.stuck_s > STUCK_RESTART_S]
+            if stuck:
+                logger.error(
+                    "the %s model has been stuck for over %g s: exiting, for systemd to restart it",
+                    stuck[0].name, STUCK_RESTART_S,
+                )
+                code = 1
+                stop.set()
             if conv.idle:
                 trimmer.idle()
             else:
@@ -253,6 +271,7 @@ async def _serve(
             await race(asyncio.gather(*side, return_exceptions=True), timeout=1.5)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    return code
 
 
 async def _paced(cfg, listener, speaker, clock, source, sink, stop) -> None:  # type: ignore[no-untyped-def]

@@ -50,6 +50,11 @@ class Worker(Protocol):
         """True while a job is queued or running on this worker."""
         ...
 
+    @property
+    def stuck_s(self) -> float:
+        """Seconds since a job that timed out began to hold the thread (0: none does)."""
+        ...
+
     async def call(self, fn: Callable[..., T], *args: object) -> T: ...
 
     def stream(
@@ -76,6 +81,7 @@ class ModelWorker:
         self._busy = 0
         self._stuck: "asyncio.Future[object] | None" = None
         """The job that timed out, while its thread is still in it."""
+        self._stuck_at = 0.0
 
     @property
     def busy(self) -> bool:
@@ -87,6 +93,10 @@ class ModelWorker:
         """A job that timed out is still running on the thread."""
         return self._stuck is not None and not self._stuck.done()
 
+    @property
+    def stuck_s(self) -> float:
+        return time.monotonic() - self._stuck_at if self.stuck else 0.0
+
     def _check_not_stuck(self) -> None:
         if self.stuck:
             raise StageError(
@@ -95,7 +105,7 @@ class ModelWorker:
             )
 
     def _timed_out(self, future: "asyncio.Future[object]", started: float) -> StageError:
-        self._stuck = future
+        self._stuck, self._stuck_at = future, started
         future.add_done_callback(self._unstuck)
         logger.error(
             "the %s model has not answered in %.1f s (%s.timeout_s): giving the turn up; "
@@ -224,6 +234,10 @@ class InlineWorker:
     @property
     def busy(self) -> bool:
         return self._busy > 0
+
+    @property
+    def stuck_s(self) -> float:
+        return 0.0  # a job on the loop cannot be timed out
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         self._busy += 1
