@@ -38,6 +38,7 @@ from aiomqtt.exceptions import MqttConnectError
 from voiceagent.aio import race
 from voiceagent.config import Config
 from voiceagent.errors import ConfigError
+from voiceagent.mqtt.client import AgentClient, drop_without_disconnect
 from voiceagent.log_limit import LimitFilter, LogLimiter
 from voiceagent.mqtt.discovery import (
     ASSISTANT_STATES,
@@ -87,38 +88,6 @@ while the loop is blocked."""
 
 _AUTH_REFUSED = {4, 5, 134, 135}
 """CONNACK codes for a bad user name/password or not authorized (MQTT 3.1.1 and 5)."""
-
-
-class _Client(aiomqtt.Client):
-    """aiomqtt's client with one race closed.
-
-    paho asks for the socket to be watched for writing from its own thread, and
-    aiomqtt hands that to the loop with ``call_soon_threadsafe``. When the broker
-    drops the connection just then, the socket is closed before the loop gets to
-    it, and asyncio logged a traceback ("Bad file descriptor") for every such
-    reconnect: with a broker flapping every few seconds, a traceback each time
-    (tests/test_broker_flapping.py). There is nothing to write to any more and
-    the reader has seen the loss, so that case is only a debug line here.
-    """
-
-    def _on_socket_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
-        def callback() -> None:
-            # As aiomqtt: a failed write means the connection broke.
-            try:
-                client.loop_write()
-            except Exception as exc:  # handed to the session as its failure
-                if not self._disconnected.done():
-                    self._disconnected.set_exception(exc)
-
-        fd = sock.fileno()
-
-        def watch() -> None:
-            try:
-                self._loop.add_writer(fd, callback)
-            except (OSError, ValueError) as err:
-                logger.debug("MQTT socket closed before it could be watched: %s", err)
-
-        self._loop.call_soon_threadsafe(watch)
 
 
 class Controls(Protocol):
@@ -314,7 +283,7 @@ class MqttBridge:
                 try:
                     await client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
                 except BaseException:
-                    _drop_without_disconnect(client)
+                    drop_without_disconnect(client)
                     raise
             finally:
                 self._client = None
@@ -475,7 +444,7 @@ class MqttBridge:
 
     def _new_client(self) -> aiomqtt.Client:
         tls = self._mqtt.tls
-        return _Client(
+        return AgentClient(
             self._mqtt.host,
             self._mqtt.port,
             identifier=self._client_id,
@@ -561,22 +530,3 @@ async def _wait_or_timeout(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def _drop_without_disconnect(client: aiomqtt.Client) -> None:
-    """Close the connection without an MQTT DISCONNECT.
-
-    A clean DISCONNECT makes the broker discard the last will, so after an
-    ``offline`` that did not go out (timed out on a loaded box, or cut by the
-    shutdown deadline) the device would stay ``online`` in Home Assistant for
-    good. Dropping the socket instead makes the broker publish the will, which is
-    that same retained ``offline``. aiomqtt has no public way to do this; paho's
-    ``_sock_close`` is what paho itself calls on a lost connection, and aiomqtt's
-    exit then finds no connection to close.
-    """
-    paho = getattr(client, "_client", None)
-    close = getattr(paho, "_sock_close", None)
-    if close is None:
-        logger.warning("cannot drop the MQTT connection (aiomqtt changed); the broker may keep us online")
-        return
-    close()
