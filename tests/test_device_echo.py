@@ -241,6 +241,17 @@ def _gaps(audio: np.ndarray, min_ms: float = 5.0) -> list[tuple[float, int]]:
             for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_ms * RATE / 1000]
 
 
+def _assert_it_did_not_hear_itself(evs: list[dict], why: str) -> None:
+    """Turn 1's reply played out: no barge-in, and no turn answered besides it
+    (its own voice taken for a request). ``why`` is the echo report."""
+    barge = [e for e in evs if e["type"].startswith("barge_in")]
+    assert not _of(evs, "barge_in"), f"the assistant interrupted itself: {barge}; {why}"
+    ends = _of(evs, "turn_end", turn=1)
+    assert ends and ends[0]["reason"] == "answered", f"{ends}; {why}"
+    extra = [e for e in _of(evs, "turn_end", reason="answered") if e["turn"] != 1]
+    assert not extra, f"the assistant answered its own echo: {extra}; {why}"
+
+
 def test_own_voice_through_a_loopback_does_not_interrupt(room, tmp_path):
     require_models()
     wav = tmp_path / "question.wav"
@@ -264,14 +275,9 @@ def test_own_voice_through_a_loopback_does_not_interrupt(room, tmp_path):
     print(f"barge_in_suspected: {len(_of(evs, 'barge_in_suspected'))}")
     why = _echo_report(talk, evs)
 
-    barge = [e for e in evs if e["type"].startswith("barge_in")]
-    assert not _of(evs, "barge_in"), f"the assistant interrupted itself: {barge}; {why}"
-    ends = _of(evs, "turn_end", turn=1)
-    assert ends and ends[0]["reason"] == "answered", f"{ends}; {why}"
+    _assert_it_did_not_hear_itself(evs, why)
     played = _of(evs, "playback_end", turn=1)
     assert played and played[0]["played_s"] > 1.0, played
-    extra = [e for e in _of(evs, "turn_end", reason="answered") if e["turn"] != 1]
-    assert not extra, f"the assistant answered its own echo: {extra}; {why}"
 
 
 def test_interrupting_through_the_device_stops_the_reply(room, tmp_path):
@@ -388,9 +394,4 @@ def test_a_stall_early_in_the_reply_does_not_make_it_interrupt_itself(room, tmp_
           f"rejected {rejected}; {realigned}")
 
     assert any("audio stream stalled" in s for s in realigned), f"the stall went unseen: {realigned}"
-    barge = [e for e in evs if e["type"].startswith("barge_in")]
-    assert not _of(evs, "barge_in"), f"the assistant interrupted itself: {barge}; {why}"
-    ends = _of(evs, "turn_end", turn=1)
-    assert ends and ends[0]["reason"] == "answered", f"{ends}; {why}"
-    extra = [e for e in _of(evs, "turn_end", reason="answered") if e["turn"] != 1]
-    assert not extra, f"the assistant answered its own echo: {extra}; {why}"
+    _assert_it_did_not_hear_itself(evs, why)

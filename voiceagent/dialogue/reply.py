@@ -107,8 +107,7 @@ class ReplyMaker:
         except StageError as err:
             logger.error("turn %d: could not say sorry either: %s", turn.id, err)
             return
-        for i, audio in enumerate(chunks):
-            self._deliver(turn, audio, APOLOGY if i == 0 else "", first=i == 0)
+        self._deliver_all(turn, chunks, APOLOGY)
 
     async def _generate(
         self, turn: Turn, clauses: asyncio.Queue[str | None], llm_may_run: threading.Event
@@ -188,9 +187,7 @@ class ReplyMaker:
             logger.info("turn %d: %s %s -> %s (%r)", turn.id, command.intent, outcome.targets, outcome.result, outcome.speech)
             turn.reply = outcome.speech
             if early is not None and outcome.speech == expected:
-                chunks = await early
-                for i, audio in enumerate(chunks):
-                    self._deliver(turn, audio, expected if i == 0 else "", first=i == 0)
+                self._deliver_all(turn, await early, expected)
             else:
                 if early is not None:  # the TTS worker is needed for the words to say
                     early.cancel()
@@ -227,6 +224,11 @@ class ReplyMaker:
             return [audio async for audio in stream]
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+    def _deliver_all(self, turn: Turn, chunks: list[np.ndarray], text: str) -> None:
+        """A whole text's audio, synthesized beforehand (its words go with the first chunk)."""
+        for i, audio in enumerate(chunks):
+            self._deliver(turn, audio, text if i == 0 else "", first=i == 0)
 
     def _deliver(self, turn: Turn, audio: np.ndarray, text: str, first: bool) -> None:
         synth = self.synthesizer
