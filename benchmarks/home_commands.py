@@ -328,7 +328,7 @@ def run_real(ha: HomeAssistant, folder: Path, as_files: bool = False) -> list[di
             return next((e["t"] for e in events if e["type"] == kind and e["turn"] == last), None)
         sound = min((e["t"] for e in events if e["type"] == "playback_start" and e["turn"] in turns), default=None)
         intent = next((e for e in events if e["type"] == "intent" and e["turn"] in turns), None)
-        heard = " | ".join(e["text"] for e in events if e["type"] == "turn_end" and e["turn"] in turns)
+        heard = " / ".join(e["text"] for e in events if e["type"] == "turn_end" and e["turn"] in turns)
         results.append({
             "voice": utt.voice, "said": utt.text, "heard": heard, "intent": intent and intent["intent"],
             "result": intent and intent["result"], "reply": intent and intent["speech"],

@@ -85,6 +85,53 @@ def test_state_questions_are_answered_from_the_state(matcher: IntentMatcher) -> 
     assert speech_of(matcher, "Is the office light on?")[0] == "No, off"
 
 
+@pytest.mark.parametrize(
+    "text, targets",
+    [
+        # Words around the command that HA's sentences do not allow.
+        ("Um, turn on the kitchen light.", ("light.kitchen_light",)),
+        ("Okay, turn off the office light now.", ("light.office_light",)),
+        ("Turn on the lights, thank you.", ("light.office_light",)),
+        ("Turn on all the lights.", ("light.office_light",)),  # this area's, as "the lights"
+        ("Dim the kitchen light to 20%.", ("light.kitchen_light",)),
+        ("Dim the lights to 30 percent.", ("light.office_light",)),
+        # Names Whisper misheard, taken for the name they are close to.
+        ("Turn on the kitchen like.", ("light.kitchen_light",)),
+        ("Turn on the kitchen late.", ("light.kitchen_light",)),
+        ("Turn off the leaving room lamp.", ("light.living_room_lamp",)),
+        ("turn off the office lie", ("light.office_light",)),
+    ],
+)
+def test_what_people_say_around_a_command_and_misheard_names(matcher: IntentMatcher, text: str, targets: tuple) -> None:
+    _, found, error = speech_of(matcher, text)
+    assert error is None and found == targets, text
+
+
+@pytest.mark.parametrize(
+    "text, speech",
+    [
+        ("Are the lights on in the kitchen?", "Yes, Kitchen Light"),
+        ("Is the light on in the kitchen?", "Yes, Kitchen Light"),
+        ("Are the office lights on?", "No"),
+        ("Is the kitchen light turned on?", "Yes"),
+        ("Is the kitchen light off?", "No, on"),
+    ],
+)
+def test_state_questions_in_other_words(matcher: IntentMatcher, text: str, speech: str) -> None:
+    assert speech_of(matcher, text)[0] == speech
+
+
+def test_a_name_said_as_written_is_never_made_another() -> None:
+    from voiceagent.home.names import closest_name
+
+    names = ["Kitchen Light", "Kitchen Lights", "Kitchen", "Office Light"]
+    assert closest_name("turn on the kitchen light", names) is None
+    assert closest_name("turn on the kitchen lights on", names) is None
+    assert closest_name("turn on the kitchen like", names) == "turn on the Kitchen Light"
+    assert closest_name("turn the kitchen light on", ["Kitchen Light On Switch"]) is None
+    assert closest_name("what is the weather like today", names) is None
+
+
 def test_unknown_names_and_hidden_entities_are_said_so(matcher: IntentMatcher) -> None:
     speech, targets, error = speech_of(matcher, "turn on the light in the garage")
     assert (speech, targets, error) == ("Sorry, I am not aware of any area called garage", (), "no_area")
@@ -94,7 +141,11 @@ def test_unknown_names_and_hidden_entities_are_said_so(matcher: IntentMatcher) -
 
 
 def test_chat_is_not_a_command(matcher: IntentMatcher) -> None:
-    for text in ("What is the capital of France?", "Tell me a joke.", "Go forward ten meters.", ""):
+    for text in ("What is the capital of France?", "Tell me a joke.", "Go forward ten meters.", "",
+                 "What is the kitchen like?", "Okay.", "Um.", "Thank you.", "Now tell me about the living room.",
+                 "How much time do I need to boil an egg?", "Is the light of the moon reflected sunlight?",
+                 # HA's "{area} {brightness}" takes any words before a number
+                 "The answer is 42.", "5 5.", "Apollo 11", "My score was 80%.", "Windows 95"):
         assert matcher.match(text) is None, text
 
 

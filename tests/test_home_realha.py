@@ -100,6 +100,13 @@ def test_commands_act_on_the_real_house_and_questions_read_it(home_assistant: Ho
             assert (await say(control, "What's the temperature in the living room?")).speech == "20.0 degrees"
             missing = await say(control, "Turn on the garage light.")
             assert (missing.result, missing.speech) == ("not_found", "Sorry, I am not aware of any area called garage")
+            # what people say around a command, a name misheard, a question in other words
+            assert (await say(control, "Um, turn on the kitchen like, thanks.")).result == "done"
+            home_assistant.wait_for_state(KITCHEN, "on")
+            await until(lambda: house.state_of(KITCHEN) == "on")
+            assert (await say(control, "Are the lights on in the kitchen?")).speech == "Yes, Kitchen Light"
+            assert (await say(control, "Dim the office light to 20%.")).speech == "Brightness set"
+            home_assistant.wait_for_state(OFFICE, lambda s: abs((s["attributes"].get("brightness") or 0) - 51) <= 2)
 
     asyncio.run(main())
 

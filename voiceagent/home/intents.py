@@ -6,8 +6,9 @@ Only the intents this assistant carries out are matched (``HANDLED``); anything
 else goes to the LLM (or Home Assistant's conversation agent) as before.
 
 Two passes, the way Home Assistant's default agent does it: first against the
-names the house has; if nothing matches, once more with any words allowed where
-a name goes, for the device intents only. That second match is what lets "turn
+names the house has (once more with a misheard name replaced by the name it is
+close to, ``home.names``); if nothing matches, once more with any words allowed
+where a name goes, for the device intents only. That second match is what lets "turn
 on the garage lights" in a house without a garage be answered "Sorry, I am not
 aware of any device called garage lights", and, with no house at all (not
 connected yet, or not configured), be answered honestly instead of being handed
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import time
 from typing import Any
 
@@ -26,7 +28,9 @@ from hassil.intents import SlotList, TextSlotList, WildcardSlotList
 from home_assistant_intents import get_intents
 
 from voiceagent.home.house import House
+from voiceagent.home.names import NEAR, closest_name
 from voiceagent.home.protocol import DEVICE_INTENTS, LOCAL_INTENTS, Command
+from voiceagent.home.sentences import extend
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class IntentMatcher:
         data = get_intents(language)
         if data is None:
             raise ValueError(f"home-assistant-intents has no sentences for language {language!r}")
-        data = dict(data)
+        data = extend(data, language)
         data["intents"] = {k: v for k, v in data["intents"].items() if k in HANDLED}
         self.language = language
         self.intents = Intents.from_dict(data)
@@ -53,6 +57,7 @@ class IntentMatcher:
             "name": WildcardSlotList("name"), "area": WildcardSlotList("area"), "floor": WildcardSlotList("floor"),
         }
         self._context: dict[str, Any] = {}
+        self._names: list[str] = []
         self.update(House())
         self.match("turn on the light")  # hassil compiles its sentences on first use (~100 ms)
 
@@ -78,6 +83,7 @@ class IntentMatcher:
             "area": TextSlotList.from_tuples(areas, allow_template=False, name="area"),
             "floor": TextSlotList.from_tuples(floors, allow_template=False, name="floor"),
         }
+        self._names = [n for n, *_ in names] + [n for n, _ in areas] + [n for n, _ in floors]
         here = house.area(self.area)
         self._context = {"area": {"value": here.id, "text": here.name}} if here is not None else {}
 
@@ -87,30 +93,23 @@ class IntentMatcher:
         if not text:
             return None
         started = time.perf_counter()
-        result = recognize_best(
-            text, self.intents, slot_lists=self._lists, intent_context=self._context, language=self.language,
-        )
+        result = self._recognize(text, self._lists)
+        if result is None and (named := closest_name(text, self._names)) is not None:
+            result = self._recognize(named, self._lists)
+            # A name made of ordinary words counts only for a device, and not in "what is
+            # the ... like?", which is a question about anything.
+            if result is not None and (result.intent.name not in DEVICE_INTENTS or result.response == "one"):
+                result = None
+            elif result is not None:
+                logger.debug("%r heard as %r", text, named)
         unknown: dict[str, str] = {}
         if result is None:
             # Words where a name goes that name nothing here: still a device command.
-            result = recognize_best(
-                text, self.intents, slot_lists={**self._lists, **self._wild},
-                intent_context=self._context, language=self.language,
-            )
-            if result is None or result.intent.name not in DEVICE_INTENTS:
+            found = self._with_unknown_names(text)
+            if found is None:
                 logger.debug("no intent in %r (%.1f ms)", text, (time.perf_counter() - started) * 1000)
                 return None
-            known = {"name": self._lists["name"], "area": self._lists["area"], "floor": self._lists["floor"]}
-            for slot, entity in result.entities.items():
-                if slot in known and not _in_list(known[slot], entity.value):
-                    words = str(entity.text or entity.value).strip()
-                    near = _nearest(known[slot], words)
-                    if near is None:
-                        unknown[slot] = words
-                    else:  # a misheard name ("the leaving room lamp"): the one it is close to
-                        entity.value, entity.text = near
-        if unknown and (result.intent.name not in DEVICE_INTENTS or len(" ".join(unknown.values()).split()) > 4):
-            return None  # a sentence, not a name: let the LLM answer it
+            result, unknown = found
         slots: dict[str, Any] = {}
         spoken: dict[str, str] = {}
         for slot, entity in result.entities.items():
@@ -125,9 +124,55 @@ class IntentMatcher:
         logger.debug("intent %s %s in %r (%.1f ms)", command.intent, slots, text, (time.perf_counter() - started) * 1000)
         return command
 
+    def _with_unknown_names(self, text: str) -> tuple[Any, dict[str, str]] | None:
+        """The device command ``text`` is with any words where a name goes, and
+        those that name nothing here (``{slot: words}``); None if it is none."""
+        result = self._recognize(text, {**self._lists, **self._wild})
+        if result is None or result.intent.name not in DEVICE_INTENTS:
+            return None
+        literal = _words(text)
+        for entity in result.entities.values():
+            for word in _words(str(entity.text or "")):
+                if word in literal:
+                    literal.remove(word)
+        if not DEVICE_WORDS & set(literal):
+            return None  # "The answer is 42": HA's "{area} {brightness}" takes any words and a number
+        unknown: dict[str, str] = {}
+        known = {"name": self._lists["name"], "area": self._lists["area"], "floor": self._lists["floor"]}
+        for slot, entity in result.entities.items():
+            if slot in known and not _in_list(known[slot], entity.value):
+                words = _ARTICLES.sub("", str(entity.text or entity.value)).strip()
+                if not words:
+                    return None  # "turn on all the lights": "the" is no area; the LLM answers
+                near = _nearest(known[slot], words)
+                if near is None:
+                    unknown[slot] = words
+                else:  # a misheard name ("the leaving room lamp"): the one it is close to
+                    entity.value, entity.text = near
+        if len(" ".join(unknown.values()).split()) > 4:
+            return None  # a sentence, not a name: let the LLM answer it
+        return result, unknown
 
-NEAR = 0.8
-"""How alike (difflib's ratio) misheard words must be to a name to be taken for it."""
+    def _recognize(self, text: str, lists: dict[str, SlotList]) -> Any:
+        return recognize_best(text, self.intents, slot_lists=lists, intent_context=self._context, language=self.language)
+
+
+DEVICE_WORDS = frozenset(
+    "turn switch set make change open close lock unlock activate dim brighten light lights lamp lamps lighting "
+    "brightness bright brighter darker fan fans thermostat temperature heat heating cool warmer colder".split()
+)
+"""Words a command with a name unknown here must have outside that name, for it
+to be taken for a device command at all."""
+
+_WORD_RE = re.compile(r"[\w'%]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD_RE.findall(text.casefold())
+
+
+_ARTICLES = re.compile(r"^(?:(?:the|a|an|all|my|our|every|of)\b\s*)+", re.IGNORECASE)
+"""Words a wildcard may take where a name goes that are no name."""
 
 
 def _nearest(slot_list: SlotList, words: str) -> tuple[Any, str] | None:
