@@ -264,3 +264,46 @@ def test_registries_of_an_unexpected_shape_are_read_as_far_as_they_make_sense() 
     matcher = IntentMatcher("en")
     matcher.update(house)  # and the names still make slot lists
     assert matcher.match("turn on the desk") is not None
+
+
+def test_home_assistant_down_from_the_start_is_answered_honestly() -> None:
+    """Nothing listens on the port: the house was never read, so no name is known,
+    and still a device command is one, answered "I can't reach Home Assistant"."""
+    import socket
+
+    from voiceagent.home.client import ClientSettings
+    from voiceagent.home.connection import HomeConnection
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+
+    async def main() -> None:
+        settings = ClientSettings(f"http://127.0.0.1:{port}", "token", 1.0, 1.0, 0.1, 0.5, True)
+        control = HomeControl(IntentMatcher("en", area="Office"), Timers(), HomeConnection(settings))
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(control.connection.run(stop))
+        try:
+            await asyncio.sleep(0.3)  # a failed attempt or two
+            for text in ("Turn on the kitchen light.", "Could you switch on the lamp in the living room, please?",
+                         "Turn the lights on."):
+                command = control.match(text)
+                assert command is not None and command.needs_house, text
+                assert control.expected(command) == UNREACHABLE
+                outcome = await control.execute(command)
+                assert (outcome.result, outcome.speech) == ("unavailable", UNREACHABLE), text
+                assert not claims_action(outcome.speech)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(main())
+
+
+def test_an_area_the_house_has_not_narrows_down_to_nothing() -> None:
+    """homeassistant.area misspelt: "turn on the lights" must not turn on the whole house."""
+    matcher = IntentMatcher("en", area="Offfice")
+    matcher.update(a_house())
+    speech, targets, error = speech_of(matcher, "turn on the lights")
+    assert (speech, targets, error) == ("Sorry, I am not aware of any area called Offfice", (), "no_area")
+    assert speech_of(matcher, "turn on the kitchen light")[1] == ("light.kitchen_light",)  # by name: still fine

@@ -66,6 +66,12 @@ def find_targets(command: Command, house: House, exposed_only: bool, errors: dic
     candidates = house.controllable(exposed_only)
     area = house.areas.get(slots.get("area") or "")
     floor = house.floors.get(slots.get("floor") or "")
+    # An area or floor the house has not (homeassistant.area misspelt, or the house
+    # not read yet) narrows down to nothing, never to the whole house.
+    for slot, key, found in (("area", "no_area", area), ("floor", "no_floor", floor)):
+        if slots.get(slot) and found is None:
+            said = command.spoken.get(slot) or str(slots[slot])
+            return _error(errors, key, entity=said, area=said, floor=said)
     domain = slots.get("domain")
     if command.intent.startswith("HassClimate"):
         domain = "climate"

@@ -85,7 +85,16 @@ class IntentMatcher:
         }
         self._names = [n for n, *_ in names] + [n for n, _ in areas] + [n for n, _ in floors]
         here = house.area(self.area)
-        self._context = {"area": {"value": here.id, "text": here.name}} if here is not None else {}
+        if here is not None:
+            self._context = {"area": {"value": here.id, "text": here.name}}
+        else:  # not read yet (HA down): "turn on the lights" is still a device command, answered so
+            self._context = {"area": {"value": self.area, "text": self.area}} if self.area else {}
+            if self.area and house.areas:
+                logger.warning(
+                    "homeassistant.area %r is none of Home Assistant's areas (%s): \"turn on the lights\" "
+                    "will be answered that there is no such area", self.area,
+                    ", ".join(sorted(a.name for a in house.areas.values())),
+                )
 
     def match(self, text: str) -> Command | None:
         """The command ``text`` is, or None (not a command: the LLM answers it)."""
