@@ -139,7 +139,10 @@ class IntentMatcher:
         result = self._recognize(text, {**self._lists, **self._wild})
         if result is None or result.intent.name not in DEVICE_INTENTS:
             return None
-        literal = _words(text)
+        said = _words(text)
+        if said and said[0] in QUESTION_WORDS and result.intent.name not in QUESTION_INTENTS:
+            return None  # "Is Makhilchian light on?" misheard is a question: never an action on a guess
+        literal = list(said)
         for entity in result.entities.values():
             for word in _words(str(entity.text or "")):
                 if word in literal:
@@ -172,6 +175,9 @@ DEVICE_WORDS = frozenset(
 )
 """Words a command with a name unknown here must have outside that name, for it
 to be taken for a device command at all."""
+
+QUESTION_WORDS = frozenset("is are was were what which how who where when why does do".split())
+QUESTION_INTENTS = frozenset({"HassGetState", "HassClimateGetTemperature"})
 
 _WORD_RE = re.compile(r"[\w'%]+")
 
