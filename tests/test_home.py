@@ -113,6 +113,8 @@ def test_what_people_say_around_a_command_and_misheard_names(matcher: IntentMatc
         ("Are the lights on in the kitchen?", "Yes, Kitchen Light"),
         ("Is the light on in the kitchen?", "Yes, Kitchen Light"),
         ("Are the office lights on?", "No"),
+        ("Is the light on?", "No"),  # this area's: the office light is off
+        ("Are the lights on in here?", "No"),
         ("Is the kitchen light turned on?", "Yes"),
         ("Is the kitchen light off?", "No, on"),
     ],

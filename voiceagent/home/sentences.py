@@ -51,7 +51,7 @@ SENTENCES: dict[str, dict[str, list[dict[str, Any]]]] = {
                 "is [<the>] light [<in>] [<the>] {area} {on_off_states:state}",
             ], "slots": {"domain": "light"}, "response": "any"},
             {"sentences": [
-                "(are [<the>] lights|is [<the>] light) {on_off_states:state} <here>",
+                "(are [<the>] lights|is [<the>] light) {on_off_states:state} [<here>]",  # this area's
             ], "slots": {"domain": "light"}, "requires_context": {"area": {"slot": True}}, "response": "any"},
             # "Is the kitchen light turned on?"
             {"sentences": [
