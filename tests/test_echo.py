@@ -350,3 +350,41 @@ def test_the_gated_canceller_checks_the_realignment_on_the_echo(guess_ms, correc
     else:
         assert len(inner.shifts) == 1
         assert not any("re-estimated" in r.message for r in caplog.records)
+
+
+def test_passing_through_an_echo_must_be_found_twice_at_one_delay(monkeypatch) -> None:
+    """A user talking over the reply now and then correlates with it (measured:
+    "echo found (479 ms)" at a quiet user's first word, and the echo margin then
+    kept the assistant from hearing them). Once the canceller passes the input
+    through, one such find is not enough; a real echo is found at its delay again."""
+    import voiceagent.audio.echo as echo_module
+
+    finds = iter([None, None, None, 479.0, 121.0, None, 40.0, 41.0])
+    monkeypatch.setattr(echo_module, "estimate_delay_ms", lambda *a, **k: next(finds))
+    gated = EchoGatedCanceller(Recorder(), RATE)
+    played = np.full(RATE // 2, 0.1, np.float32)  # audible: every 0.5 s window is checked
+    states = []
+    for _ in range(8):
+        for i in range(0, played.size, BLOCK):
+            gated.process(np.zeros(BLOCK, np.float32), played[i : i + BLOCK])
+        states.append(gated.cancelling)
+    # no echo twice: passing through; 479 then 121 (disagreeing) and none: still;
+    # 40 then 41: a real echo, cancelled from the second find on
+    assert states == [True, False, False, False, False, False, False, True]
+
+
+def test_an_echo_that_appears_after_passing_through_is_cancelled_within_a_second() -> None:
+    played = speech_shaped(6.0)
+    mic = np.zeros_like(played)
+    mic[3 * RATE :] = RoomEcho(60, -6, RATE).mix(np.zeros(3 * RATE, np.float32), played[3 * RATE :])
+    gated = EchoGatedCanceller(Recorder(), RATE)
+    cancelling_at = None
+    for k in range(played.size // BLOCK):
+        i = k * BLOCK
+        gated.process(mic[i : i + BLOCK], played[i : i + BLOCK])
+        if k * BLOCK == 3 * RATE - BLOCK:
+            assert not gated.cancelling  # no echo for 3 s: passing through
+        if cancelling_at is None and k * BLOCK >= 3 * RATE and gated.cancelling:
+            cancelling_at = (k + 1) * BLOCK / RATE - 3.0
+    assert cancelling_at is not None and cancelling_at <= 1.5, cancelling_at
+    assert gated.delay_ms == pytest.approx(60, abs=2)

@@ -300,6 +300,8 @@ class EchoGatedCanceller:
     """Echo this much later than expected is left to AEC3's own tracking."""
     LATE_TOLERANCE_MS = 2.0
     """Echo this much sooner than expected is realigned at once."""
+    CONFIRM_TOLERANCE_MS = 4.0
+    """Two checks (``every_s`` apart) that find an echo this close in delay agree."""
     VERIFY_TRIES = 4
     """Times ``verify_s`` of playback without a clear echo (double talk, a quiet
     loudspeaker) after which the realignment is left unchecked."""
@@ -331,6 +333,8 @@ class EchoGatedCanceller:
         self._without_echo = 0
         """Samples of playback checked since an echo was last found."""
         self._ever_found = False
+        self._candidate_ms: float | None = None
+        """While passing through: the delay of an echo found once, to be found again."""
         self.cancelling = True
         self.delay_ms: float | None = None
         """The echo delay last found (milliseconds), for the log."""
@@ -412,6 +416,17 @@ class EchoGatedCanceller:
             return
         self._active = 0
         delay = estimate_delay_ms(self._played, self._mic, self.rate)
+        if delay is not None and not self.cancelling:
+            # Passing through, an echo must be found twice at one delay: a user
+            # talking over the reply correlates with it now and then (measured: "echo
+            # found (479 ms)" at a quiet user's first word, whom the echo margin then
+            # deafened the assistant to); a real echo is found at the same delay again.
+            confirmed = self._candidate_ms is not None and abs(delay - self._candidate_ms) <= self.CONFIRM_TOLERANCE_MS
+            self._candidate_ms = delay
+            if not confirmed:
+                logger.debug("an echo at %.0f ms? passing through until it is found there again", delay)
+                return
+        self._candidate_ms = None
         if delay is not None:
             if not self.cancelling or self.delay_ms is None:
                 logger.info("echo found (%.0f ms): cancelling it", delay)
