@@ -393,5 +393,9 @@ def test_a_stall_early_in_the_reply_does_not_make_it_interrupt_itself(room, tmp_
     print(f"stall {stall_ms} ms: barge_in_suspected {len(_of(evs, 'barge_in_suspected'))}, "
           f"rejected {rejected}; {realigned}")
 
-    assert any("audio stream stalled" in s for s in realigned), f"the stall went unseen: {realigned}"
+    # Seen as a gap in the callbacks or, when the host ran a callback at once on
+    # SIGCONT (seen once with other device tests before it: "ran dry: the echo
+    # comes +248 ms later"), as the underflow flag: realigned by the shift alike.
+    assert any("audio stream stalled" in s or "audio stream ran dry" in s for s in realigned), \
+        f"the stall went unseen: {realigned}"
     _assert_it_did_not_hear_itself(evs, why)
