@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.home_commands import COMMANDS, VOICES, voice_audio  # noqa: E402
+from tests.home_assistant import DEFAULT_HOUSE  # noqa: E402
 from voiceagent.bench.wer import wer  # noqa: E402
 
-HOUSE = ["Office", "Kitchen", "Living Room", "Office Light", "Kitchen Light", "Living Room Lamp",
-         "Living Room Thermostat"]
+HOUSE = [*DEFAULT_HOUSE.areas.values(), *(d.name for d in (*DEFAULT_HOUSE.lights, *DEFAULT_HOUSE.thermostats))]
 """The test house's areas and exposed entities, as ``HomeControl.names`` gives them."""
 LARGER = HOUSE + [
     "Bedroom", "Guest Room", "Bathroom", "Hallway", "Garage", "Porch", "Dining Room", "Nursery",
