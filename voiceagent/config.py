@@ -156,6 +156,10 @@ class LlmConfig(_Section):
     top_p: float = Field(0.9, gt=0, le=1)
     top_k: int = Field(40, ge=0)
     repeat_penalty: float = Field(1.1, ge=1, le=2)
+    seed: int | None = Field(
+        None, ge=0, le=2**31 - 1,
+        description="sampling seed of every reply, for repeatable runs (null: random; bench: its --seed)",
+    )
     threads: int = Field(
         1, ge=1, le=64,
         description="CPU threads; on 2 cores 1 is faster in the pipeline, see voiceagent/cpu.py",

@@ -86,6 +86,7 @@ class LlamaChatModel:
                 top_p=cfg.top_p,
                 top_k=cfg.top_k,
                 repeat_penalty=cfg.repeat_penalty,
+                seed=cfg.seed,
             )
             for chunk in chunks:
                 delta = chunk["choices"][0]["delta"]  # type: ignore[index]

@@ -62,6 +62,8 @@ class OpenAIChatModel:
             "top_k": cfg.top_k,
             "repeat_penalty": cfg.repeat_penalty,
         }
+        if cfg.seed is not None:
+            body["seed"] = cfg.seed
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
