@@ -28,8 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.home_commands import COMMANDS, VOICES, voice_audio  # noqa: E402
+from benchmarks.home_commands import COMMANDS, RATE, VOICES, voice_audio  # noqa: E402
 from tests.home_assistant import DEFAULT_HOUSE  # noqa: E402
+from voiceagent.bench.stats import Dist  # noqa: E402
 from voiceagent.bench.wer import wer  # noqa: E402
 
 HOUSE = [*DEFAULT_HOUSE.areas.values(), *(d.name for d in (*DEFAULT_HOUSE.lights, *DEFAULT_HOUSE.thermostats))]
@@ -61,14 +62,15 @@ def clips(real: Path | None) -> list[tuple[str, str, np.ndarray]]:
     out = [("command", text, voice_audio(text, voice, wpm).astype(np.float32))
            for _, voice, wpm in VOICES for text, _, _ in COMMANDS]
     if real is not None:
-        from voiceagent.bench.recordings import read_tables
         from voiceagent.audio.streams import read_wav
+        from voiceagent.bench.recordings import read_tables
 
         for rec in read_tables(real):
             if rec.table not in ("requests.tsv", "paused.tsv"):
                 continue
-            audio = read_wav(rec.path, 16000)
-            out.append(("real", rec.transcript, audio[int(rec.start_s * 16000): int(rec.end_s * 16000) + 4800]))
+            audio = read_wav(rec.path, RATE)
+            # the words and 0.3 s after them, as the recognizer gets them at the end of a turn
+            out.append(("real", rec.transcript, audio[int(rec.start_s * RATE): int((rec.end_s + 0.3) * RATE)]))
     return out
 
 
@@ -105,12 +107,12 @@ def main() -> int:
         for kind, got in rows[label].items():
             if not got:
                 continue
-            times = sorted(ms for _, _, ms in got)
+            times = Dist.of(ms for _, _, ms in got)
             entry[kind] = {
                 "n": len(got),
                 "wer": round(statistics.mean(wer(t, h) for t, h, _ in got), 3),
-                "p50_ms": round(statistics.median(times), 1),
-                "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 1),
+                "p50_ms": round(times.p50, 1),  # type: ignore[arg-type]
+                "p95_ms": round(times.p95, 1),  # type: ignore[arg-type]
             }
             base = rows[configs[0][0]][kind]
             # paired: this clip's time less its time without hotwords

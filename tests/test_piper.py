@@ -3,8 +3,6 @@ of it is time before the first sound of a reply."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -36,7 +34,7 @@ def test_piper_replies_sound_within_25_ms() -> None:
     from voiceagent.stages.piper import PiperSynthesizer
 
     cfg = load_config(ROOT / "config.yaml")
-    synth = PiperSynthesizer(next(Path(ROOT / "models/piper-joe-medium").glob("*.onnx")), cfg.tts)
+    synth = PiperSynthesizer(cfg.resolve(cfg.tts.model), cfg.tts)
     for text in ("Yes", "Well,", "I can't reach Home Assistant.", "Here is one:"):  # 47-68 ms of silence untrimmed
         first = next(iter(synth.synthesize(text)))
         loud = np.flatnonzero(np.abs(first) > 0.01)  # -40 dBFS

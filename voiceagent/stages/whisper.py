@@ -102,8 +102,8 @@ class WhisperTranscriber:
         way faster-whisper's ``hotwords`` does: as "previous text" before the
         prompt, which the decoder attends to. Names Whisper would not guess
         ("Hue Go", a room called "snug") come out right more often; the cost is
-        a longer prompt, measured by benchmarks/asr_bias.py on 2 cores: +6 ms a
-        transcript for 7 names, +15 ms for 40. [] removes them."""
+        a longer prompt, measured by benchmarks/asr_bias.py on 2 cores: +3 to +6 ms
+        a transcript for 7 names, +14 to +19 ms for 40. [] removes them."""
         # As sentences: joined with commas, Whisper went on writing commas and
         # ended "Turn on the office lights," (which reads as unfinished).
         text = ". ".join(p.strip().rstrip(".") for p in phrases if p.strip())
