@@ -43,6 +43,29 @@ def test_bad_yaml(tmp_path):
         load_config(write(tmp_path, "vad: [\n"))
 
 
+@pytest.mark.parametrize("depth", [65, 2000, 5000])
+def test_nesting_past_any_config_is_refused_before_it_is_built(tmp_path, depth):
+    # PyYAML composes recursively: 2,000 levels once ran into the recursion limit,
+    # in over 2 s on a loaded box; refused at level 64 it never recurses that far.
+    for text in ("[" * depth + "]" * depth, "".join(" " * i + "a:\n" for i in range(depth))):
+        with pytest.raises(ConfigError, match=r"nested more than 64 levels deep, too much to be a config$"):
+            load_config(write(tmp_path, text))
+
+
+def test_aliases_that_expand_to_millions_of_values_are_refused(tmp_path):
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+    )
+    with pytest.raises(ConfigError, match=r"expands to more than 100,000 values \(aliases\)"):
+        load_config(write(tmp_path, bomb))
+
+
+def test_an_anchor_used_a_few_times_still_loads(tmp_path):
+    text = "audio:\n  input_device: &card USB Audio\n  output_device: *card\n"
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.audio.input_device == cfg.audio.output_device == "USB Audio"
+
+
 def test_cli_exits_2_with_one_line_naming_the_key(tmp_path):
     cfg = write(tmp_path, "llm:\n  temprature: 0.5\n")
     proc = subprocess.run(

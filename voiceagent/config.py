@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from voiceagent import yaml_bounded
 from voiceagent.errors import ConfigError
 from voiceagent.rules.bargein import BargeInSettings
 from voiceagent.rules.continuation import ContinuationSettings
@@ -671,13 +672,13 @@ def load_config(path: str | Path | None = None) -> Config:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml_bounded.load(text) or {}
+    except yaml_bounded.TooLarge as err:
+        raise ConfigError(f"{path}: {err}, too much to be a config") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None)
         why = f": {_one_line(problem)}" if problem else ""
         raise ConfigError(f"{path}:{where} is not valid YAML{why}") from None
-    except RecursionError:  # PyYAML composes nested blocks recursively
-        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     return config_from_dict(data, path.resolve().parent, source=str(path))
