@@ -545,3 +545,37 @@ def test_an_offline_that_does_not_go_out_leaves_the_will(
     asyncio.run(go())
     # Sent by the broker, not by the bridge: its publish of offline failed.
     recorder.wait_for(bridge.topics.availability, "offline")
+
+
+def test_a_bridge_cancelled_before_it_said_offline_leaves_the_will(
+    tmp_path: Path, broker: Broker, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's shutdown gives the bridge 1.5 s, then cancels it. On a loaded box
+    that once caught it before ``offline`` went out (a state still waiting for its
+    PUBACK), and aiomqtt's exit sent a clean DISCONNECT: the broker dropped the will
+    and nothing said offline (CI, test_serve_faults). Cancelled anywhere before the
+    broker has ``offline``, the bridge must drop the connection instead."""
+    bridge, _ = start_bridge(tmp_path, broker)
+    publish = aiomqtt.Client.publish
+    hanging = asyncio.Event()
+
+    async def stuck_on_busy(self: aiomqtt.Client, topic: str, payload: Any = None, *args: Any, **kw: Any) -> None:
+        if payload == "never acknowledged":  # a broker that stopped answering
+            hanging.set()
+            await asyncio.sleep(60)
+        await publish(self, topic, payload, *args, **kw)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", stuck_on_busy)
+
+    async def go() -> None:
+        task = asyncio.create_task(bridge.run(asyncio.Event()))
+        await wait_online(recorder, bridge)
+        bridge.publish_state("transcript", "never acknowledged")
+        await asyncio.wait_for(hanging.wait(), 5)
+        task.cancel()  # no stop: the shutdown deadline ran out
+        await asyncio.gather(task, return_exceptions=True)
+
+    mark = recorder.mark()
+    asyncio.run(go())
+    # Sent by the broker, not by the bridge: it never got to publish offline.
+    recorder.wait_for(bridge.topics.availability, "offline", since=mark)

@@ -269,6 +269,7 @@ class MqttBridge:
         client = self._new_client()
         async with client:
             self._on_connected()
+            said_offline = False
             try:
                 if not stop.is_set():
                     self._client = client
@@ -280,14 +281,18 @@ class MqttBridge:
                 # hold up the daemon's shutdown (this also bounds the DISCONNECT wait
                 # in the context manager's exit).
                 client.timeout = SHUTDOWN_S / 2
-                try:
-                    await client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
-                except BaseException:
-                    drop_without_disconnect(client)
-                    raise
+                await client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+                said_offline = True
             finally:
                 self._client = None
                 self._subscribed = False
+                if not said_offline:
+                    # Whatever ended the session before the broker had our offline (a
+                    # lost connection, a failed publish, or the shutdown deadline
+                    # cancelling a state still waiting for its PUBACK on a loaded box):
+                    # a DISCONNECT from the context manager's exit would make the broker
+                    # drop the will, and Home Assistant would show us online for good.
+                    drop_without_disconnect(client)
         logger.info("disconnected from MQTT broker %s", self._where)
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:

@@ -7,6 +7,7 @@ tests/test_mqtt.py and tests/test_broker_flapping.py against a real broker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -60,7 +61,13 @@ def drop_without_disconnect(client: aiomqtt.Client) -> None:
     """
     paho = getattr(client, "_client", None)
     close = getattr(paho, "_sock_close", None)
-    if close is None:
+    disconnected = getattr(client, "_disconnected", None)
+    if close is None or not isinstance(disconnected, asyncio.Future):
         logger.warning("cannot drop the MQTT connection (aiomqtt changed); the broker may keep us online")
         return
     close()
+    # aiomqtt's exit returns early on a finished ``_disconnected`` (as after a lost
+    # connection) instead of trying a DISCONNECT on the closed socket and warning
+    # "Could not gracefully disconnect".
+    if not disconnected.done():
+        disconnected.set_result(None)
