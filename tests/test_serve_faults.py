@@ -64,7 +64,10 @@ def test_sigterm_while_the_model_is_busy_exits_within_the_stop_timeout(tmp_path,
         assert code == 0, daemon.log()[-3000:]
         # systemd's TimeoutStopSec is 10 s (deploy/voiceagent.service); it is much quicker
         assert took < 3.0, f"took {took:.1f} s to stop"
-        rec.wait_for(f"{BASE}/availability", "offline", since=mark)
+        try:
+            rec.wait_for(f"{BASE}/availability", "offline", since=mark)
+        except AssertionError as err:  # the daemon log says how the bridge ended
+            raise AssertionError(f"{err}\ndaemon log:\n{daemon.log()[-3000:]}") from None
     finally:
         daemon.close()
         rec.close()
