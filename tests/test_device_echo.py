@@ -396,6 +396,10 @@ def test_a_stall_early_in_the_reply_does_not_make_it_interrupt_itself(room, tmp_
     # Seen as a gap in the callbacks or, when the host ran a callback at once on
     # SIGCONT (seen once with other device tests before it: "ran dry: the echo
     # comes +248 ms later"), as the underflow flag: realigned by the shift alike.
-    assert any("audio stream stalled" in s or "audio stream ran dry" in s for s in realigned), \
-        f"the stall went unseen: {realigned}"
+    # A stall whose reported latency had not moved yet (shift under MIN_SHIFT_MS)
+    # is realigned with a debug line only; the check on the echo after it, which
+    # only a realignment starts, then says where the echo went (seen once in a
+    # full run: "echo re-estimated at 186 ms after the stall, not 128").
+    seen = ("audio stream stalled", "audio stream ran dry", "after the stall")
+    assert any(any(mark in s for mark in seen) for s in realigned), f"the stall went unseen: {realigned}"
     _assert_it_did_not_hear_itself(evs, why)
