@@ -1,5 +1,6 @@
-"""The broker flapping every few seconds for a minute (a real mosquitto killed and
-restarted 20 times): the bridge reconnects each time, its log stays a few lines
+"""The broker flapping every few seconds for over half a minute (a real mosquitto
+killed and restarted 12 times; 20 times, a minute, until the suite neared its 15
+minutes on 2 cores, and no flap differs from the next): the bridge reconnects each time, its log stays a few lines
 per outage, nothing piles up, and afterwards Home Assistant sees it online with
 its states and can command it."""
 
@@ -15,12 +16,12 @@ import pytest
 from tests.broker import Broker, broker  # noqa: F401  (fixture)
 from tests.test_mqtt import LOGGER, running, start_bridge, until, wait_online
 
-FLAPS = 20
+FLAPS = 12
 DOWN_S = 1.0
 UP_S = 2.0
 
 
-def test_a_minute_of_a_flapping_broker(tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broker_flapping_for_half_a_minute(tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, LOGGER)
     bridge, controls = start_bridge(tmp_path, broker)
     t = bridge.topics
@@ -46,7 +47,7 @@ def test_a_minute_of_a_flapping_broker(tmp_path: Path, broker: Broker, caplog: p
                         break
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))
                 tasks.append(len(asyncio.all_tasks()))
-            assert time.monotonic() - start >= 55
+            assert time.monotonic() - start >= FLAPS * (DOWN_S + UP_S) - 1
             # Steady again: online, the latest state, and commands work.
             await until(lambda: bridge.connected, timeout=10, what="connected after the flapping")
             with broker.recorder() as rec:
