@@ -22,6 +22,9 @@ MAX_VALUES = 100_000
 """Scalars and collections after every alias is expanded; the shipped config has ~300."""
 
 
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
+
+
 class TooLarge(ValueError):
     """The document nests too deeply or expands to too many values."""
 
@@ -37,13 +40,13 @@ class _BoundedLoader(yaml.SafeLoader):
         # keeps ``[[[[...`` from taking a third of a second before the composer
         # below ever sees it.
         if self.flow_level >= MAX_DEPTH:
-            raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
+            raise TooLarge(_TOO_DEEP)
         super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         # Checked before descending, so the recursion never gets deep.
         if self._depth >= MAX_DEPTH:
-            raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
+            raise TooLarge(_TOO_DEEP)
         self._depth += 1
         try:
             return super().compose_node(parent, index)
