@@ -553,19 +553,19 @@ def test_a_bridge_cancelled_before_it_said_offline_leaves_the_will(
     """The daemon's shutdown gives the bridge 1.5 s, then cancels it. On a loaded box
     that once caught it before ``offline`` went out (a state still waiting for its
     PUBACK), and aiomqtt's exit sent a clean DISCONNECT: the broker dropped the will
-    and nothing said offline (CI, test_serve_faults). Cancelled anywhere before the
+    and nothing said offline (the likely cause of a CI failure in test_serve_faults). Cancelled anywhere before the
     broker has ``offline``, the bridge must drop the connection instead."""
     bridge, _ = start_bridge(tmp_path, broker)
     publish = aiomqtt.Client.publish
     hanging = asyncio.Event()
 
-    async def stuck_on_busy(self: aiomqtt.Client, topic: str, payload: Any = None, *args: Any, **kw: Any) -> None:
+    async def never_acknowledged(self: aiomqtt.Client, topic: str, payload: Any = None, *args: Any, **kw: Any) -> None:
         if payload == "never acknowledged":  # a broker that stopped answering
             hanging.set()
             await asyncio.sleep(60)
         await publish(self, topic, payload, *args, **kw)
 
-    monkeypatch.setattr(aiomqtt.Client, "publish", stuck_on_busy)
+    monkeypatch.setattr(aiomqtt.Client, "publish", never_acknowledged)
 
     async def go() -> None:
         task = asyncio.create_task(bridge.run(asyncio.Event()))
