@@ -50,7 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceagent.audio.convert import float_to_int16_bytes, resample  # noqa: E402
-from voiceagent.audio.echo import RoomEcho, WebRtcEchoCanceller, estimate_delay_ms  # noqa: E402
+from voiceagent.audio.aec import WebRtcEchoCanceller  # noqa: E402
+from voiceagent.audio.echo import estimate_delay_ms  # noqa: E402
+from voiceagent.audio.room_echo import RoomEcho  # noqa: E402
 from voiceagent.config import AsrConfig, TtsConfig  # noqa: E402
 from voiceagent.demo import espeak  # noqa: E402
 
@@ -293,7 +295,7 @@ def main() -> int:
 
 def transcribe_all(cuts: dict[tuple, list[np.ndarray]]) -> dict[tuple, float]:
     """Word error rate over each set of interruptions (whisper tiny.en)."""
-    from tests.speech import word_error_rate
+    from tests.support.speech import word_error_rate
     from voiceagent.stages.whisper import WhisperTranscriber
 
     print("transcribing the interruptions with whisper ...", file=sys.stderr)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from voiceagent.stages.loading import load_models
-from voiceagent.audio.echo import EchoSpec
+from voiceagent.audio.room_echo import EchoSpec
 from voiceagent.audio.streams import read_wav
 from voiceagent.bench.bargein import REPLY_INTO_S, build_timeline, measure_interruptions
 from voiceagent.bench.baseline import run_baseline

@@ -24,14 +24,8 @@ from statistics import mean
 from typing import Any, Sequence, TextIO
 
 from voiceagent.bench.corpus import Corpus
-from voiceagent.bench.detectors import (
-    LabeledClip,
-    figures,
-    score,
-    silence_fire_s,
-    smart_turn_fire_s,
-    trace_all,
-)
+from voiceagent.bench.detector_sweep import figures, score, silence_fire_s, smart_turn_fire_s
+from voiceagent.bench.detectors import LabeledClip, trace_all
 from voiceagent.bench.measure import UtteranceResult, measure_utterances
 from voiceagent.bench.recordings import load_recordings
 from voiceagent.bench.report import machine
@@ -148,7 +142,7 @@ def markdown_real(f: dict[str, Any]) -> str:
                         f"{_ms(g['v2v_ms']['p50'])} | {_ms(g['v2v_ms']['p95'])} | {g['answered']} of {g['n']} |"
                     )
     if f.get("detectors"):
-        from voiceagent.bench.detectors import markdown_row, markdown_rows
+        from voiceagent.bench.detector_sweep import markdown_row, markdown_rows
 
         ours = f["all"]
         lines += ["", "## End of turn: the policy beside the detectors it combines", ""]
