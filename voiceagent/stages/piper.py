@@ -33,7 +33,12 @@ LEAD_KEEP_S = 0.005
 
 
 def trim_lead(audio: np.ndarray, rate: int) -> np.ndarray:
-    """``audio`` without the silence it starts with (all of it silent: unchanged)."""
+    """``audio`` without the silence it starts with (all of it silent: unchanged).
+
+    The reply's only trim: applied here, to the first chunk of every clause,
+    because the threshold is piper's (just above its noise floor, measured on
+    its voices); the dialogue delivers what a synthesizer yields as it is.
+    """
     loud = np.flatnonzero(np.abs(audio) > LEAD_SILENCE)
     if loud.size == 0:
         return audio
