@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from voiceagent.mqtt.bridge import Controls, MqttBridge
+from voiceagent.mqtt.bridge import MqttBridge
+from voiceagent.mqtt.commands import Controls
 from voiceagent.mqtt.discovery import (
     ASSISTANT_STATES,
     STATE_ENTITIES,

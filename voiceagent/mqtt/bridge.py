@@ -9,8 +9,10 @@ everything Home Assistant needs (discovery, ``online``, the latest states).
 
 Commands from Home Assistant arrive as messages on the ``.../set`` topics and are
 turned into calls on :class:`Controls`, on the event loop thread. A bad command
-(oversized, not UTF-8, empty, unknown) is logged and ignored; a control that
-raises is logged with its traceback. Neither ends the connection.
+(refused by :mod:`voiceagent.mqtt.commands`) is logged and ignored; a control
+that raises is logged with its traceback. Neither ends the connection. What a
+state may be and how it goes out is :mod:`voiceagent.mqtt.states`'s; where the
+broker is and how to log in to it, :mod:`voiceagent.mqtt.connection`'s.
 
 Nothing here grows with the number of messages: states waiting to go out are
 one per entity (a state changed twice before it went out is published once, with
@@ -27,33 +29,27 @@ import asyncio
 import json
 import logging
 import time
-import unicodedata
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 
 from voiceagent.aio import race
 from voiceagent.config import Config
-from voiceagent.errors import ConfigError
-from voiceagent.mqtt.client import AgentClient, drop_without_disconnect
+from voiceagent.mqtt.client import drop_without_disconnect
 from voiceagent.log_limit import LimitFilter, LogLimiter
+from voiceagent.mqtt.commands import Controls, Malformed, parse_command
+from voiceagent.mqtt.connection import BrokerAccess
 from voiceagent.mqtt.discovery import (
-    ASSISTANT_STATES,
     COMMAND_ENTITIES,
-    MAX_STATE_CHARS,
-    OFF,
     OFFLINE,
     ON,
     ONLINE,
     STATE_ENTITIES,
-    TEXT_ENTITIES,
     Topics,
     discovery_messages,
-    truncate_state,
 )
+from voiceagent.mqtt.states import check_state, state_messages
 
 logger = logging.getLogger(__name__)
 _client_logger = logging.getLogger(f"{__name__}.client")
@@ -66,10 +62,6 @@ half for each (with a third for the publish, a loaded 2-core box once lost the
 ``offline``). If
 the broker does not answer in time it publishes the retained ``offline`` will
 itself when it notices the connection is gone."""
-
-OPERATION_TIMEOUT_S = 10.0
-"""Seconds to wait for the broker's CONNACK, SUBACK or PUBACK before giving the
-connection up as lost (aiomqtt's default)."""
 
 QOS = 1
 """At least once: a dropped retained state would leave Home Assistant stale until
@@ -85,25 +77,6 @@ MAX_QUEUED_MESSAGES = 256
 """Incoming messages waiting for the event loop at most (aiomqtt's queue, unbounded
 by default); more are dropped. Handling one takes microseconds, so this fills only
 while the loop is blocked."""
-
-_AUTH_REFUSED = {4, 5, 134, 135}
-"""CONNACK codes for a bad user name/password or not authorized (MQTT 3.1.1 and 5)."""
-
-
-class Controls(Protocol):
-    """What Home Assistant can do to the assistant; called on the event loop thread."""
-
-    def say(self, text: str) -> None:
-        """Speak ``text`` as it is."""
-
-    def ask(self, text: str) -> None:
-        """Answer ``text`` as if the user had said it, and speak the answer."""
-
-    def stop(self) -> None:
-        """Stop the current reply, if any."""
-
-    def set_muted(self, muted: bool) -> None:
-        """Stop (True) or resume (False) listening to the microphone."""
 
 
 class MqttBridge:
@@ -122,10 +95,8 @@ class MqttBridge:
         self._mqtt = cfg.mqtt
         self._controls = controls
         self._topics = Topics.from_config(cfg.mqtt)
-        self._where = f"{cfg.mqtt.host}:{cfg.mqtt.port}"
-        self._client_id = cfg.mqtt.client_id or f"voiceagent-{cfg.mqtt.node()}"
-        self._password = self._read_password()
-        self._tls = self._tls_parameters()
+        self._broker = BrokerAccess.from_config(cfg)  # raises ConfigError
+        self._where = self._broker.where
         self._discovery = [
             (topic, json.dumps(payload, ensure_ascii=False))
             for topic, payload in discovery_messages(cfg.mqtt, sw_version, cfg.homeassistant.area)
@@ -169,14 +140,7 @@ class MqttBridge:
         Assistant would reject (a state not in ASSISTANT_STATES, a latency that is
         not a number, a mute that is not ON/OFF).
         """
-        if entity not in STATE_ENTITIES:
-            raise ValueError(f"unknown MQTT state entity {entity!r} (not in {STATE_ENTITIES})")
-        if entity == "state" and value not in ASSISTANT_STATES:
-            raise ValueError(f"assistant state {value!r} is not one of {ASSISTANT_STATES}")
-        if entity == "latency":
-            float(value)
-        if entity == "mute" and value not in (ON, OFF):
-            raise ValueError(f"mute state must be {ON} or {OFF}, got {value!r}")
+        check_state(entity, value)
         self._states[entity] = value
         if self._client is not None:
             self._mark(entity)
@@ -224,7 +188,7 @@ class MqttBridge:
                     self._outage_since = time.monotonic()
                 elif self._outage_since is None:
                     self._outage_since = time.monotonic()
-                kind, reason = self._describe_failure(err)
+                kind, reason = self._broker.describe_failure(err, self._session_connected)
             # Warn once per outage (and again if the broker comes back but refuses
             # the login); a retry every few seconds would otherwise flood the log
             # of a daemon left running for days.
@@ -266,7 +230,8 @@ class MqttBridge:
             await asyncio.gather(session, return_exceptions=True)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        client = self._new_client()
+        will = aiomqtt.Will(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+        client = self._broker.client(will, MAX_QUEUED_MESSAGES, _client_logger)
         async with client:
             self._on_connected()
             said_offline = False
@@ -317,7 +282,7 @@ class MqttBridge:
             )
             self._outage_since = None
         else:
-            logger.info("connected to MQTT broker %s as %s", self._where, self._client_id)
+            logger.info("connected to MQTT broker %s as %s", self._where, self._broker.client_id)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Everything Home Assistant needs after we connect or it restarts."""
@@ -329,12 +294,8 @@ class MqttBridge:
                 await self._publish_state(client, entity)
 
     async def _publish_state(self, client: aiomqtt.Client, entity: str) -> None:
-        value = self._states[entity]
-        if entity in TEXT_ENTITIES:
-            attributes = json.dumps({"text": value}, ensure_ascii=False)
-            await client.publish(self._topics.attributes(entity), attributes, qos=QOS, retain=True)
-            value = truncate_state(value)
-        await client.publish(self._topics.state(entity), value, qos=QOS, retain=True)
+        for topic, payload in state_messages(self._topics, entity, self._states[entity]):
+            await client.publish(topic, payload, qos=QOS, retain=True)
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         # Subscribed before saying online: a command Home Assistant sends as soon
@@ -390,7 +351,7 @@ class MqttBridge:
                 entity, topic, topic,
             )
             return
-        parsed = self._parse_command(entity, bytes(payload))
+        parsed = parse_command(entity, bytes(payload), self._mqtt.max_payload_bytes)
         if isinstance(parsed, Malformed):
             self._limited.log(
                 logging.WARNING, (topic, parsed.kind), "ignoring a malformed command on %s: %s", topic, parsed.why
@@ -403,32 +364,6 @@ class MqttBridge:
                 logging.ERROR, (topic, "failed"),
                 "the %s command from Home Assistant failed (topic %s)", entity, topic, exc_info=True,
             )
-
-    def _parse_command(self, entity: str, payload: bytes) -> str | Malformed:
-        """The command's argument (one line of text, or ON/OFF), or why it is malformed."""
-        limit = self._mqtt.max_payload_bytes
-        if len(payload) > limit:
-            return Malformed("size", f"{len(payload)} bytes is over mqtt.max_payload_bytes ({limit})")
-        if entity == "stop":
-            return ""  # any press
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return Malformed("utf-8", "the payload is not UTF-8 text")
-        # Home Assistant's text entity sends one line; other whitespace (a newline
-        # from mosquitto_pub -f) becomes spaces, other control characters are refused.
-        text = " ".join(text.split())
-        if any(unicodedata.category(c) == "Cc" for c in text):
-            return Malformed("control", "the text has control characters")
-        if entity == "mute":
-            if text.upper() not in (ON, OFF):
-                return Malformed("mute", f"expected {ON} or {OFF}, got {text[:40]!r}")
-            return text.upper()
-        if not text:
-            return Malformed("empty", "the text is empty")
-        if len(text) > MAX_STATE_CHARS:
-            return Malformed("length", f"{len(text)} characters is over the {MAX_STATE_CHARS} allowed")
-        return text
 
     def _dispatch(self, entity: str, value: str) -> None:
         logger.debug("Home Assistant command: %s %r", entity, value)
@@ -444,87 +379,6 @@ class MqttBridge:
                 # Home Assistant's switch is not optimistic: it shows the new state
                 # only once we echo it.
                 self.publish_state("mute", value)
-
-    # -- setup -----------------------------------------------------------------
-
-    def _new_client(self) -> aiomqtt.Client:
-        tls = self._mqtt.tls
-        return AgentClient(
-            self._mqtt.host,
-            self._mqtt.port,
-            identifier=self._client_id,
-            username=self._mqtt.username,
-            password=self._password,
-            tls_params=self._tls,
-            # paho refuses tls_insecure without TLS, hence None when TLS is off.
-            tls_insecure=tls.insecure if tls.enabled else None,
-            keepalive=self._mqtt.keepalive_s,
-            will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=QOS, retain=True),
-            timeout=OPERATION_TIMEOUT_S,
-            max_queued_incoming_messages=MAX_QUEUED_MESSAGES,
-            logger=_client_logger,
-        )
-
-    def _read_password(self) -> str | None:
-        m = self._mqtt
-        password = self._cfg.secret(m.password, m.password_file, "mqtt.password")
-        if password is not None and m.username is None:
-            raise ConfigError("mqtt.password is set but mqtt.username is not")
-        return password
-
-    def _tls_parameters(self) -> aiomqtt.TLSParameters | None:
-        tls = self._mqtt.tls
-        if not tls.enabled:
-            return None
-        files: dict[str, str | None] = {}
-        named = (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file))
-        for key, path in named:
-            if path is None:
-                files[key] = None
-                continue
-            resolved = self._cfg.resolve(path)
-            if not resolved.is_file():
-                raise ConfigError(f"mqtt.tls.{key}: {resolved} does not exist")
-            files[key] = str(resolved)
-        return aiomqtt.TLSParameters(
-            ca_certs=files["ca_file"], certfile=files["cert_file"], keyfile=files["key_file"]
-        )
-
-    def _describe_failure(self, err: aiomqtt.MqttError) -> tuple[str, str]:
-        """("auth" or "down", one line saying what went wrong and what to check)."""
-        if isinstance(err, MqttConnectError) and _code(err) in _AUTH_REFUSED:
-            return "auth", (
-                f"MQTT broker {self._where} refused the login as "
-                f"{self._mqtt.username or '(anonymous)'} ({err}): check mqtt.username and "
-                "mqtt.password (or mqtt.password_file)"
-            )
-        detail = str(err)
-        if err.__cause__ is not None:
-            detail += f": {err.__cause__}"
-        if self._session_connected:
-            return "down", f"lost the connection to MQTT broker {self._where}: {detail}"
-        checks = "mqtt.host and mqtt.port"
-        if self._mqtt.tls.enabled:
-            checks = "mqtt.host, mqtt.port and mqtt.tls"
-        return "down", (
-            f"cannot connect to MQTT broker {self._where}: {detail} "
-            f"(is it running? check {checks})"
-        )
-
-
-@dataclass(frozen=True)
-class Malformed:
-    """A command payload that is ignored."""
-
-    kind: str
-    """What is wrong, one of a few (the log limit counts per topic and kind)."""
-    why: str
-    """For the log line."""
-
-
-def _code(err: MqttConnectError) -> int | None:
-    rc = err.rc
-    return rc if isinstance(rc, int) or rc is None else rc.value
 
 
 async def _wait_or_timeout(event: asyncio.Event, seconds: float) -> bool:
