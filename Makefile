@@ -102,7 +102,7 @@ $(PIPECAT_VENV)/.installed: requirements-pipecat.lock requirements-build.lock
 		--require-hashes --no-build-isolation -r requirements-pipecat.lock
 	touch $@
 
-# A separate venv with a real Home Assistant for the tests (tests/home_assistant.py
+# A separate venv with a real Home Assistant for the tests (tests/support/home_assistant.py
 # starts it on loopback), so that its many exact pins cannot break the project
 # venv. requirements-ha.lock is compiled from requirements-ha.in under the
 # release's own homeassistant/package_constraints.txt (fetched by `make lock`

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.home_commands import COMMANDS, RATE, VOICES, voice_audio  # noqa: E402
-from tests.home_assistant import DEFAULT_HOUSE  # noqa: E402
+from tests.support.home_assistant import DEFAULT_HOUSE  # noqa: E402
 from voiceagent.bench.stats import Dist  # noqa: E402
 from voiceagent.bench.wer import wer  # noqa: E402
 

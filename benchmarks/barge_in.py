@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from voiceagent.app import run_paced  # noqa: E402
+from voiceagent.host.run import run_paced  # noqa: E402
 from voiceagent.stages.loading import load_models  # noqa: E402
-from voiceagent.audio.echo import EchoSpec  # noqa: E402
+from voiceagent.audio.room_echo import EchoSpec  # noqa: E402
 from voiceagent.audio.streams import ArrayInput, MemoryOutput  # noqa: E402
 from voiceagent.bench.bargein import INTERRUPTIONS  # noqa: E402
 from voiceagent.bench.measure import first_sound, paused_s, quiet_after  # noqa: E402

@@ -53,7 +53,7 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.home_assistant import HomeAssistant  # noqa: E402
+from tests.support.home_assistant import HomeAssistant  # noqa: E402
 from tests.support.config import write_config  # noqa: E402
 from voiceagent.demo import espeak  # noqa: E402
 from voiceagent.rules.claims import claims_action  # noqa: E402
@@ -260,7 +260,7 @@ def _file_bounds(corpus) -> list[tuple[int, int]]:  # type: ignore[no-untyped-de
 def run_real(ha: HomeAssistant, folder: Path, as_files: bool = False) -> list[dict]:
     import asyncio
 
-    from voiceagent.app import run_paced
+    from voiceagent.host.run import run_paced
     from voiceagent.audio.streams import ArrayInput, MemoryOutput
     from voiceagent.bench.recordings import load_recordings, read_tables
     from voiceagent.config import config_from_dict, load_config

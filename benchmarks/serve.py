@@ -34,8 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.broker import Broker  # noqa: E402
-from tests.speech import conversation_wav  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
+from tests.support.speech import conversation_wav  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?",

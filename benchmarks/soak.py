@@ -46,15 +46,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone  # noqa: E402
-from voiceagent.audio.duplex import PacedDuplex  # noqa: E402
+from tests.support.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone  # noqa: E402
+from voiceagent.transports.paced import PacedDuplex  # noqa: E402
 from voiceagent.audio.speaker import Speaker  # noqa: E402
 from voiceagent.clock import ManualClock  # noqa: E402
 from voiceagent.config import Config  # noqa: E402
 from voiceagent.dialogue.conversation import Conversation  # noqa: E402
 from voiceagent.events import EventBus, TurnEnd  # noqa: E402
 from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings  # noqa: E402
-from voiceagent.stages.workers import InlineWorker  # noqa: E402
+from voiceagent.stages.workers import InlineWorker, Workers  # noqa: E402
 
 RATE = 16000
 BLOCK = 320
@@ -185,7 +185,7 @@ class Soak:
         self.chat.seen = _Forgetful()  # the fake's record of prompts would itself grow
         self.conv = Conversation(
             cfg, EnergyVad(), _ForgetfulTranscriber(), self.chat, FakeSynth(), self.speaker, self.bus,
-            self.clock, gate=self.gate, workers=InlineWorker, prompt_cache=self.chat, end_of_message=self.chat,
+            self.clock, gate=self.gate, workers=Workers.make(cfg, InlineWorker), prompt_cache=self.chat, end_of_message=self.chat,
         )
         self.bus.subscribe(self.gate.on_event)
         self.bus.subscribe(self.on_event)
@@ -317,8 +317,8 @@ def verdict_fake(samples: list[dict[str, Any]], warmup: int = 2) -> dict[str, An
 def run_real(turns: int, broker_restart_s: float, seed: int, workdir: Path) -> dict[str, Any]:
     import yaml
 
-    from tests.broker import Broker
-    from tests.speech import real, say, speech_of
+    from tests.support.broker import Broker
+    from tests.support.speech import real, say, speech_of
 
     rng = random.Random(seed)
     broker = Broker(workdir / "broker")

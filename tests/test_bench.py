@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.speech import require_espeak, require_models
+from tests.support.speech import require_espeak, require_models
 from voiceagent.bench.baseline import BaselineTurn, endpoint_segments
 from voiceagent.bench.bargein import BargeInTimeline, measure_interruptions
 from voiceagent.bench.corpus import (
@@ -339,7 +339,7 @@ def test_the_corpus_is_the_same_on_a_fresh_machine(tmp_path):
     import subprocess
     import sys
 
-    from tests.speech import ROOT
+    from tests.support.speech import ROOT
 
     require_espeak()
     code = (
@@ -365,7 +365,7 @@ def test_the_corpus_is_the_same_on_a_fresh_machine(tmp_path):
 def test_bench_command_writes_figures_summary_and_plot(tmp_path):
     require_models()
     require_espeak()
-    from tests.test_realmodel import voiceagent
+    from tests.support.cli import voiceagent
 
     path = tmp_path / "x.json"
     proc = voiceagent("bench", "--turns", "2", "--barge-in-turns", "1", "--gap-s", "6",

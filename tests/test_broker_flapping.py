@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker, broker  # noqa: F401  (fixture)
-from tests.test_mqtt import LOGGER, running, start_bridge, until, wait_online
+from tests.support.broker import Broker
+from tests.support.mqtt import LOGGER, running, start_bridge, until, wait_online
 
 FLAPS = 12
 DOWN_S = 1.0

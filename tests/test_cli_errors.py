@@ -13,16 +13,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, require_models
+from tests.support.cli import one_line_error, voiceagent
 from tests.support.config import write_config
-from tests.test_realmodel import voiceagent
-
-
-def one_line_error(proc) -> str:
-    err = proc.stderr.decode().strip().splitlines()
-    assert proc.returncode in (1, 2) and len(err) == 1, (proc.returncode, err)
-    assert err[0].startswith("voiceagent: error: ") and "Traceback" not in err[0], err
-    return err[0]
+from tests.support.speech import ROOT, require_models
 
 
 @pytest.fixture

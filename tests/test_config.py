@@ -1,9 +1,8 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import voiceagent
 from voiceagent.config import Config, load_config
 from voiceagent.errors import ConfigError
 
@@ -68,10 +67,7 @@ def test_an_anchor_used_a_few_times_still_loads(tmp_path):
 
 def test_cli_exits_2_with_one_line_naming_the_key(tmp_path):
     cfg = write(tmp_path, "llm:\n  temprature: 0.5\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "voiceagent", "run", "-c", str(cfg), "-i", "x.wav", "-o", "y.wav"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
+    proc = voiceagent("run", "-c", str(cfg), "-i", "x.wav", "-o", "y.wav", text=True, cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "llm.temprature" in lines[0] and "unknown key" in lines[0]

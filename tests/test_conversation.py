@@ -5,79 +5,10 @@ real models)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
-from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
-from voiceagent.audio.duplex import PacedDuplex
-from voiceagent.audio.speaker import Speaker
-from voiceagent.audio.streams import ArrayInput, MemoryOutput
-from voiceagent.clock import ManualClock
-from voiceagent.config import Config
-from voiceagent.dialogue.conversation import Conversation
-from voiceagent.events import EventBus
-from voiceagent.stages.workers import InlineWorker
-
-
-class Scripted:
-    """The conversation as the driver sees it, plus calls made at given input times
-    (what the daemon does on an MQTT command or a wake word)."""
-
-    def __init__(self, conv: Conversation, actions) -> None:
-        self.conv = conv
-        self.actions = sorted(actions, key=lambda a: a[0])
-
-    def on_block(self, block, t: float) -> None:
-        while self.actions and self.actions[0][0] <= t:
-            self.actions.pop(0)[1](self.conv)
-        self.conv.on_block(block, t)
-
-    def on_playback(self, notice, t: float) -> None:
-        self.conv.on_playback(notice, t)
-
-    @property
-    def idle(self) -> bool:
-        return not self.actions and self.conv.idle
-
-
-def converse(
-    audio: np.ndarray, chat: FakeChat | None = None, transcriber=None, end_model=None,
-    second_stage=None, actions=(), gate=None, commands=None, **cfg_over,
-):
-    cfg = Config(**cfg_over)
-    bus = EventBus()
-    events = []
-    bus.subscribe(events.append)
-    clock = ManualClock()
-    speaker = Speaker(16000)
-    chat = chat or FakeChat()
-    conv = Conversation(
-        cfg, EnergyVad(), transcriber or FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock,
-        end_model=end_model, second_stage=second_stage, gate=gate, workers=InlineWorker,
-        prompt_cache=chat, end_of_message=chat, commands=commands,
-    )
-    if gate is not None:
-        bus.subscribe(gate.on_event)
-    rec = MemoryOutput()
-    driver = PacedDuplex(ArrayInput(audio), rec, speaker, clock, 320, realtime=False)
-
-    async def go():
-        try:
-            await driver.run(Scripted(conv, actions))
-        finally:
-            await conv.aclose()
-
-    asyncio.run(go())
-    return events, rec.audio, conv
-
-
-def types(events, turn=None):
-    return [e.type for e in events if turn is None or e.turn == turn]
-
-
-def first(events, type_, turn):
-    return next(e for e in events if e.type == type_ and e.turn == turn)
+from tests.support.conversation import converse, first, types
+from tests.support.fakes import FakeChat, FakeTranscriber, silence, tone
 
 
 def test_two_questions_give_two_answered_turns_in_order():

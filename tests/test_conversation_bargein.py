@@ -8,13 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fakes import FakeChat, FakeTranscriber, silence, tone
-from tests.test_conversation import converse, first, types
+from tests.support.conversation import LONG_REPLY, converse, first, types
+from tests.support.fakes import FakeChat, FakeTranscriber, silence, tone
 from voiceagent.stages.protocols import Transcript
 
 RATE = 16000
-# Two sentences of 15 words: 0.75 s of fake speech each.
-LONG_REPLY = " ".join(f"w{i}" for i in range(1, 16)) + ". " + " ".join(f"v{i}" for i in range(1, 16)) + "."
 
 
 class Scripted(FakeTranscriber):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fakes import FakeChat, silence, tone
-from tests.test_conversation import converse, first, types
+from tests.support.conversation import converse, first, types
+from tests.support.fakes import FakeChat, silence, tone
 from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings
 
 RATE = 16000

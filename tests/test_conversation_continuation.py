@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fakes import FakeChat, FakeTranscriber, silence, tone
-from tests.test_conversation import converse, first, types
-from tests.test_conversation_bargein import LONG_REPLY
+from tests.support.conversation import LONG_REPLY, converse, first, types
+from tests.support.fakes import FakeChat, FakeTranscriber, silence, tone
 from voiceagent.rules.continuation import ContinuationSettings, Verdict, added_words, judge, may_continue
 from voiceagent.stages.protocols import Transcript
 

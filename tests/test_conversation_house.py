@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.fakes import FakeChat, silence, tone
-from tests.test_conversation import converse, first, types
+from tests.support.conversation import converse, first, types
+from tests.support.fakes import FakeChat, silence, tone
 from voiceagent.home.protocol import Command, Outcome
 
 

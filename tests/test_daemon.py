@@ -9,15 +9,15 @@ import json
 
 import numpy as np
 
-from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
-from voiceagent.audio.duplex import PacedDuplex
+from tests.support.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
+from voiceagent.transports.paced import PacedDuplex
 from voiceagent.audio.speaker import Speaker
 from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.clock import ManualClock
 from voiceagent.config import Config
-from voiceagent.daemon.listener import Listener
-from voiceagent.daemon.log import ConversationLog, TurnSummaries
-from voiceagent.daemon.state import AssistantState, StateReporter
+from voiceagent.session.listener import Listener
+from voiceagent.session.log import ConversationLog, TurnSummaries
+from voiceagent.session.state import AssistantState, StateReporter
 from voiceagent.dialogue.conversation import Conversation
 from voiceagent.events import (
     EndOfTurn,
@@ -32,7 +32,7 @@ from voiceagent.events import (
 )
 from voiceagent.rules.wake_gate import WakeGate, WakeGateSettings
 from voiceagent.stages.wake import WakeWordDetector
-from voiceagent.stages.workers import InlineWorker
+from voiceagent.stages.workers import InlineWorker, Workers
 
 
 def reporter(gate=None):
@@ -134,11 +134,12 @@ def listen(audio, muted=False, detector=None, gate=None):
     bus.subscribe(events.append)
     clock = ManualClock()
     speaker = Speaker(16000)
+    workers = Workers.make(cfg, InlineWorker)
     conv = Conversation(cfg, EnergyVad(), FakeTranscriber(), FakeChat(), FakeSynth(), speaker, bus, clock,
-                        gate=gate, workers=InlineWorker, prompt_cache=None, end_of_message=None)
+                        gate=gate, workers=workers, prompt_cache=None, end_of_message=None)
     if gate is not None:
         bus.subscribe(gate.on_event)
-    listener = Listener(conv, bus, 16000, detector, gate, workers=InlineWorker)
+    listener = Listener(conv, bus, 16000, detector, gate, worker=workers.wake)
     listener.muted = muted
     driver = PacedDuplex(ArrayInput(audio), MemoryOutput(), speaker, clock, 320, realtime=False)
 
@@ -176,7 +177,7 @@ def test_without_the_detector_firing_the_request_is_ignored():
 
 
 def test_freed_memory_is_given_back_only_when_idle_after_work_and_not_too_often():
-    from voiceagent.daemon.memory import MemoryTrimmer
+    from voiceagent.host.memory import MemoryTrimmer
 
     now = [100.0]
     trimmer = MemoryTrimmer(interval_s=30.0, clock=lambda: now[0])

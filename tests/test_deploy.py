@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.speech import ROOT
+from tests.support.speech import ROOT
 
 UNIT = ROOT / "deploy" / "voiceagent.service"
 

@@ -28,7 +28,6 @@ import json
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,8 +37,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, conversation_wav, real, require_models, rms, word_error_rate
+from tests.support.cli import start
 from tests.support.pulse import PulseSinks, PulseUnavailable, pulse_sinks_or_skip
+from tests.support.speech import conversation_wav, real, require_models, rms, word_error_rate
 
 pytestmark = [pytest.mark.device, pytest.mark.realmodel]
 
@@ -90,11 +90,10 @@ class Talk:
         self.said_t0 = time.monotonic()
         self.mic_rec = pulse.record(pulse.monitor("va_mic"), self.mic_path, rate=RATE)
         self.mic_t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voiceagent", "-v", "talk", "--input-device", "pulse",
-             "--output-device", "pulse", "--events", str(self.events_path)],
-            cwd=ROOT, env=pulse.child_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        self.proc = start(
+            "-v", "talk", "--input-device", "pulse", "--output-device", "pulse",
+            "--events", str(self.events_path),
+            env=pulse.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_lines, args=(self.proc.stderr, self._lines), daemon=True).start()

@@ -4,7 +4,7 @@ As in ``test_device_talk``, the test plays the user's speech into the ``va_mic``
 null sink; the daemon records its monitor through the ALSA ``pulse`` device
 (``audio.input_device: pulse``, no ``--input``/``--output``) and plays into
 ``va_spk``, whose monitor the test records. Home Assistant's side is a recorder
-on a real mosquitto broker (``tests.broker``).
+on a real mosquitto broker (``tests.support.broker``).
 
 The microphone going away. What PulseAudio 16 does to the daemon's capture
 stream (the ALSA ``pulse`` plugin's, under PortAudio), as observed here:
@@ -38,7 +38,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -46,11 +45,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.broker import Broker, Recorder, broker  # noqa: F401  (fixture)
-from tests.speech import ROOT, conversation_wav, require_models, word_error_rate
+from tests.support.broker import Broker, Recorder
+from tests.support.cli import load_events, start
+from tests.support.daemon import BASE, REQUEST, WITH_WAKE, serve_config
 from tests.support.pulse import PulseSinks, _pactl, pulse_sinks_or_skip
-from tests.test_realmodel import load_events
-from tests.test_serve import BASE, REQUEST, WITH_WAKE, serve_config
+from tests.support.speech import conversation_wav, require_models, word_error_rate
 
 pytestmark = [pytest.mark.device, pytest.mark.realmodel]
 
@@ -80,16 +79,15 @@ def speech(tmp_path: Path) -> Path:
 class DeviceDaemon:
     """``voiceagent serve`` on the ALSA ``pulse`` device, with the null sinks' env."""
 
-    def __init__(self, tmp_path: Path, pulse: PulseSinks, broker: Broker) -> None:  # noqa: F811
+    def __init__(self, tmp_path: Path, pulse: PulseSinks, broker: Broker) -> None:
         config = serve_config(
             tmp_path, broker, audio={"input_device": "pulse", "output_device": "pulse"}
         )
         self.events = tmp_path / "events.jsonl"
         self.stderr = open(tmp_path / "stderr.log", "w+b")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voiceagent", "serve", "-c", str(config), "-e", str(self.events)],
-            cwd=ROOT, env=pulse.child_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=self.stderr,
+        self.proc = start(
+            "serve", "-c", str(config), "-e", str(self.events),
+            env=pulse.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
         )
 
     def log(self, since: int = 0) -> str:
@@ -190,7 +188,7 @@ def mute_echoes(rec: Recorder) -> None:
     rec.wait_for(f"{BASE}/mute/state", "OFF", since=mark)
 
 
-def test_serve_answers_on_sound_devices_and_stops_on_sigterm(pulse, broker, speech, tmp_path):  # noqa: F811
+def test_serve_answers_on_sound_devices_and_stops_on_sigterm(pulse, broker, speech, tmp_path):
     rec = broker.recorder()
     said = tmp_path / "said.wav"
     recorder = pulse.record("va_spk", said)
@@ -222,7 +220,7 @@ def test_serve_answers_on_sound_devices_and_stops_on_sigterm(pulse, broker, spee
     assert rate == RATE and np.abs(audio).max() > HEARD, "the reply was not heard on va_spk"
 
 
-def test_serve_retries_while_the_microphone_is_gone(pulse, broker, speech, tmp_path):  # noqa: F811
+def test_serve_retries_while_the_microphone_is_gone(pulse, broker, speech, tmp_path):
     if shutil.which("pacmd") is None:
         pytest.skip("pacmd is not installed (pactl cannot kill a stream)")
     rec = broker.recorder()
@@ -277,7 +275,7 @@ def test_serve_retries_while_the_microphone_is_gone(pulse, broker, speech, tmp_p
     assert 0 < again["latency_ms"] < 5000, again
 
 
-def test_serve_survives_a_suspended_microphone(pulse, broker, tmp_path):  # noqa: F811
+def test_serve_survives_a_suspended_microphone(pulse, broker, tmp_path):
     require_models()
     rec = broker.recorder()
     daemon = DeviceDaemon(tmp_path, pulse, broker)

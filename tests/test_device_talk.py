@@ -11,7 +11,6 @@ import json
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -19,8 +18,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, conversation_wav, real, require_models, rms, word_error_rate
+from tests.support.cli import start
 from tests.support.pulse import pulse_sinks_or_skip
+from tests.support.speech import conversation_wav, real, require_models, rms, word_error_rate
 
 pytestmark = [pytest.mark.device, pytest.mark.realmodel]
 
@@ -45,11 +45,9 @@ def test_talk_on_pulseaudio_null_sinks(pulse, tmp_path):
     said = tmp_path / "said.wav"
     events = tmp_path / "events.jsonl"
     recorder = pulse.record(pulse.monitor("va_spk"), said)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voiceagent", "talk", "--input-device", "pulse",
-         "--output-device", "pulse", "--events", str(events)],
-        cwd=ROOT, env=pulse.child_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = start(
+        "talk", "--input-device", "pulse", "--output-device", "pulse", "--events", str(events),
+        env=pulse.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()

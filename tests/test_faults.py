@@ -11,9 +11,9 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
-from tests.test_conversation import converse
-from voiceagent.audio.duplex import PacedDuplex
+from tests.support.conversation import converse
+from tests.support.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence, tone
+from voiceagent.transports.paced import PacedDuplex
 from voiceagent.audio.speaker import Speaker
 from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.clock import TimelineClock
@@ -22,7 +22,7 @@ from voiceagent.dialogue.conversation import Conversation
 from voiceagent.dialogue.reply import APOLOGY
 from voiceagent.errors import Stage, StageError
 from voiceagent.events import EventBus
-from voiceagent.stages.workers import ModelWorker
+from voiceagent.stages.workers import ModelWorker, Workers
 
 
 class FlakyChat(FakeChat):
@@ -70,7 +70,8 @@ def test_a_failing_synthesizer_is_reported_without_an_apology_it_cannot_say():
     bus.subscribe(events.append)
     clock = TimelineClock()
     speaker = Speaker(16000)
-    conv = Conversation(cfg, EnergyVad(), FakeTranscriber(), FakeChat(), BrokenSynth(), speaker, bus, clock)
+    workers = Workers.make(cfg, ModelWorker)
+    conv = Conversation(cfg, EnergyVad(), FakeTranscriber(), FakeChat(), BrokenSynth(), speaker, bus, clock, workers)
 
     async def go() -> None:
         conv.ask("hello")
@@ -81,6 +82,7 @@ def test_a_failing_synthesizer_is_reported_without_an_apology_it_cannot_say():
         await conv.aclose()
 
     asyncio.run(go())
+    workers.shutdown()  # the process's, not the conversation's
     assert ends(events) == [(1, "error", "")]
 
 
@@ -96,9 +98,8 @@ def test_a_hanging_model_times_out_is_waited_out_and_the_next_turn_works():
     clock = TimelineClock()
     speaker = Speaker(16000)
     chat = FlakyChat(bad=1, hang_s=2.5)
-    conv = Conversation(
-        cfg, EnergyVad(), FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock, workers=ModelWorker,
-    )
+    workers = Workers.make(cfg, ModelWorker)
+    conv = Conversation(cfg, EnergyVad(), FakeTranscriber(), chat, FakeSynth(), speaker, bus, clock, workers)
     audio = np.concatenate([silence(0.3), tone(1.0), silence(3.5), tone(1.0), silence(2.5)])
     driver = PacedDuplex(ArrayInput(audio), MemoryOutput(), speaker, clock, 320, realtime=True)
     gaps: list[float] = []
@@ -120,6 +121,7 @@ def test_a_hanging_model_times_out_is_waited_out_and_the_next_turn_works():
             stop.set()
             await tick
             await conv.aclose()
+            workers.shutdown()
 
     asyncio.run(go())
     assert ends(events) == [(1, "error", APOLOGY), (2, "answered", "Here you are. That is all.")]
@@ -180,7 +182,7 @@ def test_time_held_on_purpose_does_not_count_against_a_stream():
 
 
 def test_a_model_still_busy_after_the_shutdown_does_not_hold_the_exit():
-    from voiceagent.daemon.serve import leave_stuck_models
+    from voiceagent.host.serve import leave_stuck_models
 
     release = threading.Event()
     stuck = threading.Thread(target=release.wait, args=(30,), name="va-llm_0", daemon=True)

@@ -2,7 +2,7 @@
 
 ``ask`` and ``say`` at 20 a second each, then random bytes at 20 a second on
 every command topic, into the daemon's own pieces: the MQTT bridge, the
-controls with their policy (``voiceagent.daemon.controls``: the latest question
+controls with their policy (``voiceagent.session.controls``: the latest question
 wins, announcements queue and the oldest waiting are dropped), the state
 publisher, and a conversation on fake models driven in real time by the paced
 audio driver. What is measured: the sizes of every queue on the way, the number
@@ -29,26 +29,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.broker import Broker, Recorder, broker, recorder  # noqa: F401  (fixtures)
-from tests.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence
-from tests.speech import require_models
-from tests.test_serve import BASE, Daemon, serve_config
-from voiceagent.audio.duplex import PacedDuplex
+from tests.support.broker import Broker, Recorder
+from tests.support.daemon import BASE, Daemon, serve_config
+from tests.support.fakes import EnergyVad, FakeChat, FakeSynth, FakeTranscriber, silence
+from tests.support.speech import require_models
+from voiceagent.transports.paced import PacedDuplex
 from voiceagent.audio.speaker import Speaker
 from voiceagent.audio.streams import ArrayInput, EndlessInput, NullOutput
 from voiceagent.clock import ManualClock
 from voiceagent.config import config_from_dict
-from voiceagent.daemon.controls import ASK_INTERVAL_S, MAX_WAITING_SAYS, DaemonControls
-from voiceagent.daemon.listener import Listener
-from voiceagent.daemon.serve import StatePublisher
-from voiceagent.daemon.state import StateReporter
+from voiceagent.session.controls import ASK_INTERVAL_S, MAX_WAITING_SAYS, DaemonControls
+from voiceagent.session.listener import Listener
+from voiceagent.session.publisher import StatePublisher
+from voiceagent.session.state import StateReporter
 from voiceagent.dialogue.conversation import Conversation
 from voiceagent.events import EventBus, TextRequest, TurnEnd
 from voiceagent.log_limit import LogLimiter
 from voiceagent.mqtt import MqttBridge
 from voiceagent.mqtt.bridge import MAX_PENDING_EVENTS, MAX_QUEUED_MESSAGES
 from voiceagent.mqtt.discovery import COMMAND_ENTITIES, STATE_ENTITIES
-from voiceagent.stages.workers import InlineWorker
+from voiceagent.stages.workers import InlineWorker, Workers
 
 NODE = "flood_node"
 RATE_HZ = 20
@@ -129,8 +129,8 @@ def test_a_flood_of_commands_stays_bounded_and_the_voice_loop_on_time(
     clock = ManualClock()
     speaker = Speaker(16000)
     conv = Conversation(cfg, EnergyVad(), FakeTranscriber(), FakeChat(), FakeSynth(), speaker, bus, clock,
-                        workers=InlineWorker, prompt_cache=None, end_of_message=None)
-    listener = Listener(conv, bus, 16000, workers=InlineWorker)
+                        workers=Workers.make(cfg, InlineWorker), prompt_cache=None, end_of_message=None)
+    listener = Listener(conv, bus, 16000)
     bridge = MqttBridge(cfg, None, "x")
     controls = DaemonControls(listener)
     bus.subscribe(controls.on_event)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import struct
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from hypothesis import given, reject, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.fuzz import assert_one_line, case_reporter, fuzz_settings
+from tests.support.strategies import lying_wavs, written_wavs
 from voiceagent.audio.streams import PcmInput, open_input
 from voiceagent.config import PcmFormat
 from voiceagent.errors import AudioInputError
@@ -43,101 +43,6 @@ _report_cases = case_reporter(CASES)
 
 
 # -- WAV files -------------------------------------------------------------------
-
-SUBTYPES = ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW",
-            "IMA_ADPCM", "MS_ADPCM", "GSM610"]
-ODD_RATES = [1, 7, 999, 1000, 4000, 8000, 11025, 16000, 22050, 44100, 48000, 96000,
-             192000, 384000, 768000, 1_000_000, 2**31 - 1]
-
-
-def _samples(draw: st.DrawFn, frames: int, channels: int) -> np.ndarray:
-    kind = draw(st.sampled_from(["zeros", "noise", "full scale", "over", "nan", "inf"]))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    audio = rng.uniform(-1, 1, (frames, channels))
-    if kind == "zeros":
-        audio[:] = 0
-    elif kind == "full scale":
-        audio = np.sign(audio)
-    elif kind == "over":
-        audio *= draw(st.sampled_from([1.5, 1e3, 1e30, 3.4e38]))
-    elif kind in ("nan", "inf") and frames:
-        audio[rng.integers(0, frames)] = np.nan if kind == "nan" else -np.inf
-    return audio
-
-
-@st.composite
-def written_wavs(draw: st.DrawFn) -> bytes:
-    """A WAV file libsndfile wrote, then perhaps cut short or scribbled over."""
-    subtype = draw(st.sampled_from(SUBTYPES))
-    channels = 1 if subtype == "GSM610" else draw(st.sampled_from([1, 2, 3, 6, 8, 32]))
-    rate = 8000 if subtype == "GSM610" else draw(st.sampled_from(ODD_RATES[:-2]))
-    frames = draw(st.integers(0, 3000))
-    audio = _samples(draw, frames, channels)
-    if subtype in ("ULAW", "ALAW"):  # libsndfile 1.2.2 segfaults encoding these from NaN or huge floats
-        audio = np.clip(np.nan_to_num(audio), -1, 1)
-    buf = io.BytesIO()
-    try:
-        with np.errstate(all="ignore"):
-            soundfile.write(buf, audio.astype(np.float64 if subtype == "DOUBLE" else np.float32),
-                            rate, subtype=subtype, format="WAV")
-    except soundfile.LibsndfileError:  # a combination libsndfile does not write (ADPCM, 32 channels)
-        reject()
-    data = bytearray(buf.getvalue())
-    damage = draw(st.sampled_from(["none", "truncate", "scribble", "header"]))
-    if damage == "truncate" and data:
-        del data[draw(st.integers(0, len(data) - 1)):]
-    elif damage == "scribble" and data:
-        for _ in range(draw(st.integers(1, 8))):
-            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
-    elif damage == "header" and len(data) >= 44:
-        at = draw(st.integers(0, 40))
-        data[at : at + 4] = struct.pack("<I", draw(st.sampled_from([0, 1, 0xFFFFFFFF, 2**31])))
-    return bytes(data)
-
-
-HEADER_FIELDS = ("tag", "channels", "rate", "bits", "align", "byte_rate", "data_size", "riff_size")
-
-
-@st.composite
-def lying_wavs(draw: st.DrawFn) -> bytes:
-    """A WAV header built field by field, up to four fields lying."""
-    lies = draw(st.sets(st.sampled_from(HEADER_FIELDS), max_size=4))
-
-    def field(name: str, honest: st.SearchStrategy[int], lie: st.SearchStrategy[int]) -> int:
-        return draw(lie if name in lies else honest)
-
-    floats = draw(st.booleans())
-    tag = field("tag", st.sampled_from([3, 0xFFFE] if floats else [1, 0xFFFE]),
-                st.sampled_from([0, 2, 6, 7, 0x11, 0x55]) | st.integers(0, 0xFFFF))
-    channels = field("channels", st.integers(1, 8),
-                     st.sampled_from([0, 255, 1024, 65535]) | st.integers(0, 0xFFFF))
-    rate = field("rate", st.sampled_from(ODD_RATES[3:-2]),
-                 st.sampled_from([0, 1, 7, 999, 2**31 - 1, 2**32 - 1]) | st.integers(0, 2**32 - 1))
-    bits = field("bits", st.sampled_from([32, 64] if floats else [8, 16, 24, 32]),
-                 st.sampled_from([0, 4, 12, 20, 48]) | st.integers(0, 0xFFFF))
-    align = field("align", st.just((channels * bits // 8) & 0xFFFF), st.integers(0, 0xFFFF))
-    byte_rate = field("byte_rate", st.just((rate * align) & 0xFFFFFFFF), st.integers(0, 2**32 - 1))
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, byte_rate, align, bits)
-    if tag == 0xFFFE:
-        sub = 3 if floats else 1
-        guid = struct.pack("<H", sub) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-        fmt += struct.pack("<HHI", 22, bits, draw(st.integers(0, 2**32 - 1))) + guid
-    if floats:  # with NaN, infinities, huge values
-        values = draw(st.lists(st.floats(width=32), max_size=400))
-        payload = np.array(values, "<f4" if bits != 64 else "<f8").tobytes()
-    else:
-        payload = draw(st.binary(max_size=3000))
-    data_size = field("data_size", st.just(len(payload)),
-                      st.sampled_from([0, 1, 0xFFFFFFFF, len(payload) * 7 + 3]) | st.integers(0, 2**32 - 1))
-    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    if draw(st.booleans()):  # a chunk a reader must skip
-        junk = draw(st.binary(max_size=40))
-        chunks = b"LIST" + struct.pack("<I", len(junk)) + junk + b"\x00" * (len(junk) % 2) + chunks
-    chunks += b"data" + struct.pack("<I", data_size) + payload
-    riff_size = field("riff_size", st.just(len(chunks) + 4),
-                      st.sampled_from([0, 0xFFFFFFFF]) | st.integers(0, 2**32 - 1))
-    return b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + chunks
-
 
 not_wavs = st.one_of(
     st.just(b""),

@@ -16,11 +16,9 @@ import soundfile
 import yaml
 from hypothesis import given, settings
 
-from tests.test_cli_errors import one_line_error
+from tests.support.cli import one_line_error, voiceagent
 from tests.support.fuzz import case_reporter, fuzz_settings
-from tests.test_fuzz_audio import lying_wavs, written_wavs
-from tests.test_fuzz_config import broken_texts, mutated_configs
-from tests.test_realmodel import voiceagent
+from tests.support.strategies import broken_texts, lying_wavs, mutated_configs, written_wavs
 
 E2E = fuzz_settings(10)
 CASES: Counter[str] = Counter()

@@ -10,111 +10,24 @@ key was made wrong, names that key. The cases are reproducible (``derandomize``)
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.fuzz import assert_one_line, case_reporter, fuzz_settings
+from tests.support.strategies import KEYS, broken_texts, mutated_configs
 from voiceagent.config import Config, load_config
 from voiceagent.errors import ConfigError
 from voiceagent.mqtt.discovery import Topics, discovery_messages
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED: dict[str, Any] = yaml.safe_load((ROOT / "config.yaml").read_text())
 SLOW_S = 2.0
 
 FUZZ = fuzz_settings(400)
 CASES: Counter[str] = Counter()
 _report_cases = case_reporter(CASES)
-
-
-def key_paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every key of the config, sections and the values in them."""
-    paths = []
-    for key, value in tree.items():
-        paths.append((*prefix, key))
-        if isinstance(value, dict):
-            paths.extend(key_paths(value, (*prefix, key)))
-    return paths
-
-
-KEYS = key_paths(SHIPPED)
-
-wrong_values = st.one_of(
-    st.text(max_size=20),
-    st.sampled_from(["", "auto", "none", "yes", "1e400", "-0", "0x10", "a" * 5000, "x\ny"]),
-    st.lists(st.integers() | st.text(max_size=5), max_size=3),
-    st.dictionaries(st.text(max_size=6), st.integers() | st.none(), max_size=3),
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.sampled_from([0, -1, -(10**9), 2**31, 2**63, 2**64, 10**100]),
-    st.floats(),
-    st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0, 5e-324]),
-)
-
-
-def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        if not isinstance(tree.get(key), dict):
-            tree[key] = {}
-        tree = tree[key]
-    tree[path[-1]] = value
-
-
-@st.composite
-def mutated_configs(draw: st.DrawFn) -> tuple[str, tuple[str, ...] | None]:
-    """(YAML text, the key made wrong when it was only one)."""
-    tree = json.loads(json.dumps(SHIPPED))  # a deep copy
-    count = draw(st.integers(1, 3))
-    changed = []
-    for _ in range(count):
-        path = draw(st.sampled_from(KEYS))
-        what = draw(st.sampled_from(["value", "value", "value", "typo", "delete"]))
-        if what == "value":
-            _set(tree, path, draw(wrong_values))
-        elif what == "typo":
-            _set(tree, (*path[:-1], path[-1] + draw(st.sampled_from(["s", "_x", "E"]))), 1)
-        else:
-            parent = tree
-            for key in path[:-1]:
-                parent = parent.get(key) if isinstance(parent.get(key), dict) else {}
-            parent.pop(path[-1], None)
-        changed.append((path, what))
-    only = changed[0][0] if count == 1 and changed[0][1] != "delete" else None
-    return yaml.safe_dump(tree, allow_unicode=True), only
-
-
-BREAKERS = [":", "[", "{", "]", "*nope", "&a", "!!python/object/apply:os.system ['true']",
-            "\t", "'unclosed", "\"bad \\q\"", "%YAML 9.9", "---\n---", "? [a]: 1", "@", "`",
-            "- a\nb: c", "a: b: c", "!!binary zz", "!!float abc", "&a [*a]", "...",
-            "\x00", "\ufeff", "\u2028"]
-
-
-@st.composite
-def broken_texts(draw: st.DrawFn) -> bytes:
-    """The shipped file with a line or a value replaced by something YAML chokes on."""
-    lines = (ROOT / "config.yaml").read_text().splitlines()
-    at = draw(st.integers(0, len(lines) - 1))
-    junk = draw(st.sampled_from(BREAKERS) | st.text(max_size=20))
-    how = draw(st.sampled_from(["replace line", "after colon", "insert"]))
-    if how == "replace line":
-        lines[at] = junk
-    elif how == "after colon" and ":" in lines[at]:
-        lines[at] = lines[at].split(":", 1)[0] + ": " + junk
-    else:
-        lines.insert(at, junk)
-    data = "\n".join(lines).encode("utf-8", "surrogatepass")
-    if draw(st.booleans()):  # a stray byte that is not UTF-8
-        pos = draw(st.integers(0, len(data)))
-        data = data[:pos] + draw(st.sampled_from([b"\xff", b"\xc3", b"\x80\x80", b"\xed\xa0\x80"])) + data[pos:]
-    return data
 
 
 raw_files = st.one_of(

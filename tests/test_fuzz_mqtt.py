@@ -25,8 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.fuzz import case_reporter, fuzz_settings
-from tests.test_mqtt import FakeControls, make_config
-from voiceagent.daemon.controls import MAX_WAITING_SAYS, DaemonControls
+from tests.support.mqtt import FakeControls, make_config
+from voiceagent.session.controls import MAX_WAITING_SAYS, DaemonControls
 from voiceagent.events import TurnEnd
 from voiceagent.mqtt import MqttBridge
 from voiceagent.mqtt.discovery import COMMAND_ENTITIES, MAX_STATE_CHARS

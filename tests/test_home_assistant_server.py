@@ -1,4 +1,4 @@
-"""The test harness's real Home Assistant (tests/home_assistant.py) works: the
+"""The test harness's real Home Assistant (tests/support/home_assistant.py) works: the
 house is there, services act on it, its token survives a restart, and it can
 connect to a real MQTT broker."""
 
@@ -7,12 +7,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-pytest.register_assert_rewrite("tests.home_assistant")
-
-from tests.broker import Broker
-from tests.home_assistant import DEFAULT_HOUSE, HomeAssistant
-
-pytest_plugins = ("tests.broker", "tests.home_assistant")
+from tests.support.broker import Broker
+from tests.support.home_assistant import DEFAULT_HOUSE, HomeAssistant
 
 
 @pytest.fixture(autouse=True)

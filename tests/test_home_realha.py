@@ -1,5 +1,5 @@
 """Control of the house against a real Home Assistant 2024.3.3 (``.venv-ha``), started
-by the tests on loopback with lights and a thermostat in areas (tests/home_assistant.py).
+by the tests on loopback with lights and a thermostat in areas (tests/support/home_assistant.py).
 
 - the connection and the intents without models: the house read and followed,
   commands carried out in HA, questions answered from HA's states, HA stopped and
@@ -22,20 +22,16 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("tests.home_assistant")
-
-from tests.broker import Broker, broker  # noqa: F401  (fixture)
-from tests.home_assistant import HomeAssistant
-from tests.speech import require_models
-from tests.test_serve import NODE, Daemon, serve_config
+from tests.support.broker import Broker
+from tests.support.daemon import NODE, Daemon, serve_config
+from tests.support.home_assistant import HomeAssistant
+from tests.support.speech import require_models
 from voiceagent.home.client import ClientSettings
 from voiceagent.home.connection import HomeConnection
 from voiceagent.home.control import UNREACHABLE, HomeControl
 from voiceagent.home.intents import IntentMatcher
 from voiceagent.home.timers import Timers
 from voiceagent.rules.claims import claims_action
-
-pytest_plugins = ("tests.home_assistant",)
 
 OFFICE, KITCHEN, LAMP = "light.office_light", "light.kitchen_light", "light.living_room_lamp"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.speech import ROOT, require_models
-from tests.test_openai_chat import STORY, chat_model, server  # noqa: F401  (fixture)
+from tests.support.llm_server import STORY, chat_model
+from tests.support.speech import ROOT, require_models
 from voiceagent.config import Config, LlmConfig
 from voiceagent.stages.llama import LlamaChatModel
 
@@ -25,7 +25,7 @@ def test_a_seeded_reply_is_the_same_every_time_in_process():
     assert replies[0] and replies.count(replies[0]) == 3, replies
 
 
-def test_a_seeded_reply_is_the_same_every_time_through_a_server(server):  # noqa: F811
+def test_a_seeded_reply_is_the_same_every_time_through_a_server(server):
     model = chat_model(server.url, seed=7, **SAMPLED)
     replies = ["".join(model.stream_chat(STORY)) for _ in range(3)]
     assert replies[0] and replies.count(replies[0]) == 3, replies

@@ -16,8 +16,8 @@ from typing import Iterator
 
 import pytest
 
-from voiceagent.daemon import log as log_module
-from voiceagent.daemon.log import ConversationLog
+from voiceagent.session import log as log_module
+from voiceagent.session.log import ConversationLog
 
 
 @contextlib.contextmanager

@@ -11,49 +11,21 @@ from __future__ import annotations
 
 import http.server
 import json
-import signal
-import subprocess
 import threading
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass
 
 import pytest
 
-from tests.speech import ROOT, conversation_wav, real, require_models, word_error_rate
+from tests.support.cli import load_events, voiceagent
 from tests.support.config import write_config
-from tests.test_realmodel import load_events, voiceagent
-from voiceagent.bench.llama_server import free_port, start_llama_server
+from tests.support.llm_server import STORY, chat_model
+from tests.support.speech import ROOT, conversation_wav, real, require_models, word_error_rate
+from voiceagent.bench.llama_server import free_port
 from voiceagent.config import Config
 from voiceagent.errors import ConfigError, ModelLoadError, StageError
-from voiceagent.stages.openai_chat import OpenAIChatModel
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-
-@pytest.fixture
-def server(tmp_path):
-    """llama_cpp.server serving the default GGUF on a free loopback port."""
-    require_models()
-    with ExitStack() as stack:
-        proc, url = start_llama_server(stack, Config(base_dir=ROOT), tmp_path / "llama-server.log")
-        yield Server(url, proc)
-
-
-def chat_model(url: str, **llm) -> OpenAIChatModel:
-    return OpenAIChatModel(Config(llm={"backend": "openai", "base_url": url, **llm}))
-
 
 QUESTION = [{"role": "system", "content": "You are a helpful voice assistant. Give short, direct answers."},
             {"role": "user", "content": "What is the capital of France?"}]
-STORY = [{"role": "user", "content": "Tell me a very long story about a dragon and a knight."}]
 
 
 @pytest.mark.realmodel

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.speech import ROOT, require_models
+from tests.support.speech import ROOT, require_models
 from voiceagent.stages.piper import LEAD_KEEP_S, LEAD_SILENCE, trim_lead
 
 

@@ -7,16 +7,12 @@ and checks the aligned output audio and the event log.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import ROOT, conversation_wav, real, require_models, rms, word_error_rate
+from tests.support.cli import load_events, voiceagent
+from tests.support.speech import ROOT, conversation_wav, real, require_models, rms, word_error_rate
 
 pytestmark = pytest.mark.realmodel
 
@@ -29,15 +25,6 @@ Q2 = real("read_amiable_himself")
 @pytest.fixture(autouse=True)
 def _models():
     require_models()
-
-
-def voiceagent(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "voiceagent", *args], cwd=ROOT,
-                          capture_output=True, timeout=240, **kwargs)
-
-
-def load_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def check_turns(events: list[dict], questions: list, spans, out: np.ndarray, rate: int) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.speech import Clip, conversation_wav, real, require_models, rms, spliced, word_error_rate
-from tests.test_realmodel import load_events, voiceagent
+from tests.support.cli import load_events, voiceagent
+from tests.support.speech import Clip, conversation_wav, real, require_models, rms, spliced, word_error_rate
 from voiceagent.bench.measure import quiet_after, sound_s
 
 pytestmark = pytest.mark.realmodel

@@ -10,32 +10,24 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from tests.broker import Broker, Recorder, broker  # noqa: F401  (fixture)
-from tests.speech import ROOT, conversation_wav, real, require_models, spliced, word_error_rate
-from tests.support.config import write_config
-from tests.test_realmodel import load_events
+from tests.support.broker import Broker
+from tests.support.cli import load_events
+from tests.support.daemon import BASE, NODE, REQUEST, WITH_WAKE, Daemon, serve_config, wait_state
+from tests.support.speech import real, require_models, word_error_rate
 
 pytestmark = pytest.mark.realmodel
 
-NODE = "test_agent"
-BASE = f"voiceagent/{NODE}"
 ENTITIES = {
     "state": "sensor", "transcript": "sensor", "reply": "sensor", "latency": "sensor",
     "mute": "switch", "say": "text", "ask": "text", "stop": "button", "timer": "sensor",
 }
 WITHOUT_WAKE = real("read_amiable_himself")
-REQUEST = real("req_go_somewhere")
-WITH_WAKE = spliced(real("w_mw_hey_jarvis_2"), REQUEST, gap_s=0.15)
-"""A real "Hey Jarvis," then, after a comma pause, another person's request."""
 QUIET = 0.01
 """Output peak (-40 dBFS) below which the speaker counts as silent."""
 
@@ -43,52 +35,6 @@ QUIET = 0.01
 @pytest.fixture(autouse=True)
 def _models():
     require_models()
-
-
-def serve_config(tmp_path: Path, broker: Broker, **sections) -> Path:
-    """The repository's config with absolute model paths, pointed at ``broker``."""
-    base = {
-        "mqtt": broker.mqtt_config(node_id=NODE, reconnect_min_s=0.2, reconnect_max_s=1.0),
-        "wake": {"model": "hey_jarvis", "follow_up_s": 0},
-        "serve": {"conversation_log": str(tmp_path / "conversations.jsonl")},
-    }
-    for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
-    return write_config(tmp_path, **base, log_level="info")
-
-
-class Daemon:
-    def __init__(self, tmp_path: Path, config: Path, parts: list) -> None:
-        self.wav, self.out, self.events = tmp_path / "in.wav", tmp_path / "out.wav", tmp_path / "events.jsonl"
-        self.spans = conversation_wav(self.wav, parts, rate=16000, channels=1)
-        self.stderr = open(tmp_path / "stderr.log", "w+b")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voiceagent", "serve", "-c", str(config),
-             "-i", str(self.wav), "-o", str(self.out), "-e", str(self.events)],
-            cwd=ROOT, stderr=self.stderr, stdout=subprocess.DEVNULL,
-        )
-
-    def log(self) -> str:
-        if not self.stderr.closed:
-            self.stderr.flush()
-        return Path(self.stderr.name).read_text(errors="replace")
-
-    def signal(self, sig: signal.Signals, timeout: float = 10.0) -> tuple[int, float]:
-        """Send ``sig``; returns the exit code and the seconds it took to exit."""
-        start = time.monotonic()
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
-        return code, time.monotonic() - start
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
-
-
-def wait_state(rec: Recorder, state: str, since: int, timeout: float = 30.0):
-    return rec.wait_for(f"{BASE}/state/state", state, since=since, timeout=timeout)
 
 
 def test_home_assistant_sees_it_commands_it_and_sees_it_go_offline(tmp_path, broker: Broker):

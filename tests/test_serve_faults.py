@@ -8,14 +8,20 @@ import signal
 import time
 import wave
 
+import pytest
 import soundfile
 
-from tests.broker import Broker, broker  # noqa: F401  (fixture)
-from tests.test_serve import BASE, REQUEST, Daemon, _models, serve_config, wait_state  # noqa: F401
-
-import pytest
+from tests.support.broker import Broker
+from tests.support.daemon import BASE, REQUEST, Daemon, serve_config, wait_state
+from tests.support.speech import require_models
 
 pytestmark = pytest.mark.realmodel
+
+
+@pytest.fixture(autouse=True)
+def _models():
+    require_models()
+
 
 LONG = {"max_tokens": 400, "max_sentences": 20}
 """A reply long enough that the LLM is still generating while it speaks."""

@@ -26,7 +26,7 @@ def test_a_stalled_pipe_does_not_hold_up_a_stop_nor_the_exit():
     # daemon's stop must still end the driver, and the process must exit.
     code = (
         "import asyncio, os, sys, time\n"
-        "from voiceagent.audio.duplex import PacedDuplex\n"
+        "from voiceagent.transports.paced import PacedDuplex\n"
         "from voiceagent.audio.speaker import Speaker\n"
         "from voiceagent.audio.streams import PcmInput, NullOutput\n"
         "from voiceagent.clock import ManualClock\n"
@@ -56,7 +56,7 @@ def test_a_driver_taking_over_goes_on_with_the_same_timeline():
 
     import numpy as np
 
-    from voiceagent.audio.duplex import PacedDuplex
+    from voiceagent.transports.paced import PacedDuplex
     from voiceagent.audio.speaker import Speaker
     from voiceagent.audio.streams import ArrayInput, NullOutput
     from voiceagent.clock import ManualClock

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fakes import FakeChat, FakeTranscriber, silence, tone
-from tests.test_conversation import converse, first
+from tests.support.conversation import converse, first
+from tests.support.fakes import FakeChat, FakeTranscriber, silence, tone
 from voiceagent.rules.endpointer import Decision, Endpointer, EndpointerSettings
 from voiceagent.rules.turn_end import (
     TurnEndSettings,
@@ -180,7 +180,7 @@ def test_a_failing_model_leaves_the_words_to_decide():
 
 @pytest.mark.realmodel
 def test_smart_turn_hears_a_finished_and_an_unfinished_sentence():
-    from tests.speech import ROOT, require_models, say
+    from tests.support.speech import ROOT, require_models, say
     from voiceagent.audio.convert import resample
     from voiceagent.stages.smart_turn import SmartTurn
 
@@ -195,7 +195,7 @@ def test_smart_turn_hears_a_finished_and_an_unfinished_sentence():
 
 @pytest.mark.realmodel
 def test_the_fitted_asr_window_transcribes_real_speech_like_the_full_one():
-    from tests.speech import ROOT, real, require_models, speech_of, word_error_rate
+    from tests.support.speech import ROOT, real, require_models, speech_of, word_error_rate
     from voiceagent.config import AsrConfig
     from voiceagent.stages.whisper import WhisperTranscriber, is_probably_noise
 
@@ -222,7 +222,7 @@ def test_the_fitted_asr_window_transcribes_real_speech_like_the_full_one():
 
 @pytest.mark.realmodel
 def test_short_counted_phrases_do_not_loop():
-    from tests.speech import ROOT, real, require_models, speech_of, word_error_rate
+    from tests.support.speech import ROOT, real, require_models, speech_of, word_error_rate
     from voiceagent.config import AsrConfig
     from voiceagent.rules.repeats import find_loop
     from voiceagent.stages.whisper import WhisperTranscriber
@@ -242,7 +242,7 @@ def test_short_counted_phrases_do_not_loop():
 
 @pytest.mark.realmodel
 def test_the_language_model_knows_a_fragment_from_a_question():
-    from tests.speech import ROOT, require_models
+    from tests.support.speech import ROOT, require_models
     from voiceagent.config import LlmConfig
     from voiceagent.stages.llama import LlamaChatModel
 

@@ -316,7 +316,7 @@ def jarvis():
 
 
 def speech(text: str, rate: int, voice: str | None) -> np.ndarray:
-    from tests.speech import require_espeak, say
+    from tests.support.speech import require_espeak, say
 
     if voice is None:
         return say(text, rate)  # espeak-ng en-us+m3, 160 words per minute
@@ -398,7 +398,7 @@ def test_real_people_saying_wake_words_are_heard_once_by_their_model_only():
     # test set). Measured: eight are detected at every one of 8 chunk offsets
     # (peak 0.92-1.00), two never (a "Hey Jarvis" peaking at 0.16-0.32 and an
     # "Okay Nabu" at 0.00); no model fires on another's word.
-    from tests.speech import _table, real
+    from tests.support.speech import _table, real
 
     detectors = {m: WakeWordDetector(m, 0.5, 16000) for m in REAL_WAKE_MODELS.values()}
     for d in detectors.values():
@@ -424,7 +424,7 @@ def test_real_people_saying_wake_words_are_heard_once_by_their_model_only():
 
 @pytest.mark.realmodel
 def test_real_requests_wake_no_model():
-    from tests.speech import real
+    from tests.support.speech import real
 
     for model in REAL_WAKE_MODELS.values():
         detector = WakeWordDetector(model, 0.5, 16000)

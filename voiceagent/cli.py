@@ -147,7 +147,8 @@ def _models_dir(args: argparse.Namespace) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
-    from voiceagent.app import event_sinks, run_paced
+    from voiceagent.host.run import run_paced
+    from voiceagent.session.display import event_sinks
     from voiceagent.stages.loading import load_models
     from voiceagent.audio.streams import check_output, open_input, open_output
     from voiceagent.metrics import format_barge_ins, format_table, unanswered_reason
@@ -159,7 +160,7 @@ def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     # file replaced) only once the models have loaded, so a failed load loses nothing.
     check_output(args.output)
     source = open_input(args.input, rate, cfg.audio.pcm)
-    with event_sinks(args.events) as (bus, tracker):
+    with event_sinks(args.events, session=cfg.serve.name) as (bus, tracker):
         models = load_models(cfg)
         sink = open_output(args.output, rate, cfg.audio.pcm)
         seconds = asyncio.run(run_paced(cfg, models, source, sink, bus, echo=args.echo))
@@ -174,21 +175,26 @@ def _cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _cmd_talk(args: argparse.Namespace, cfg: Config) -> int:
-    from voiceagent.app import event_sinks, run_device
+    from voiceagent.host.run import run_session
+    from voiceagent.session.display import event_sinks
     from voiceagent.stages.loading import load_models
-    from voiceagent.audio.devices import resolve_device
     from voiceagent.metrics import format_barge_ins, format_table
+    from voiceagent.transports.device import DeviceTransport
 
-    in_dev = resolve_device(args.input_device or cfg.audio.input_device, "input")
-    out_dev = resolve_device(args.output_device or cfg.audio.output_device, "output")
+    # The desk: the house is controlled as by serve (local intents, timers, and
+    # Home Assistant if homeassistant.url is set), without MQTT or a wake word.
+    transport = DeviceTransport(  # a missing device fails now, before the models load
+        cfg, args.input_device or cfg.audio.input_device, args.output_device or cfg.audio.output_device,
+        retry=False,
+    )
     h = cfg.homeassistant
     if h.url:  # an unreadable token file fails now, not after the models have loaded
         cfg.secret(h.token, h.token_file, "homeassistant.token")
-    with event_sinks(args.events) as (bus, tracker):
+    with event_sinks(args.events, session=cfg.serve.name) as (bus, tracker):
         models = load_models(cfg)
         asyncio.run(
-            run_device(
-                cfg, models, in_dev, out_dev, bus, args.duration,
+            run_session(
+                cfg, models, transport, bus, house=True, signals=True, duration=args.duration,
                 on_ready=lambda: print("listening; press Ctrl+C to stop", file=sys.stderr),
             )
         )
@@ -253,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             case "talk":
                 return _cmd_talk(args, cfg)  # type: ignore[arg-type]
             case "serve":
-                from voiceagent.daemon.serve import ServeOptions, run_serve
+                from voiceagent.host.serve import ServeOptions, run_serve
 
                 opts = ServeOptions(args.input, args.output, args.events)
                 return run_serve(cfg, opts)  # type: ignore[arg-type]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceagent.app import event_sinks, run_paced
+from voiceagent.host.run import run_paced
+from voiceagent.session.display import event_sinks
 from voiceagent.stages.loading import Models, load_models
 from voiceagent.audio.streams import ArrayInput, MemoryOutput, read_wav
 from voiceagent.config import Config

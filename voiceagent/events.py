@@ -1,7 +1,9 @@
 """Typed events: one frozen dataclass per thing that happens in a conversation.
 
-Every event carries the turn it belongs to and a time ``t`` in seconds on the
-input timeline (seconds since the first input sample). The same stream feeds the
+Every event carries the turn it belongs to, the session (the room or client:
+a satellite's name) whose turn it is, and a time ``t`` in seconds on that
+session's input timeline (seconds since its first input sample). Turn numbers
+count from 1 in each session. The same stream feeds the
 JSONL event log, the latency table, the CLI display and (later) the MQTT bridge.
 ``t`` is when the thing happened, which can be earlier than when the event is
 published: ``speech_end`` is stamped with the end of the last voiced frame but
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Callable, ClassVar, TextIO, Union
 
@@ -84,12 +86,16 @@ class Event:
     t: float
     """Seconds since the first input sample."""
     turn: int
-    """Turn number, from 1; 0 for events that belong to no turn."""
+    """Turn number, from 1 in each session; 0 for events that belong to no turn."""
+    session: str = field(default="", kw_only=True)
+    """The session (a satellite's name) it happened in; stamped by its ``EventBus``."""
 
     def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"t": round(self.t, 4), "type": self.type, "turn": self.turn}
+        data: dict[str, object] = {
+            "t": round(self.t, 4), "type": self.type, "session": self.session, "turn": self.turn,
+        }
         for f in fields(self):
-            if f.name not in ("t", "turn"):
+            if f.name not in ("t", "turn", "session"):
                 value = getattr(self, f.name)
                 data[f.name] = round(value, 4) if isinstance(value, float) else value
         return data
@@ -316,9 +322,12 @@ Listener = Callable[[AnyEvent], None]
 
 
 class EventBus:
-    """Synchronous fan-out of events to listeners, in publication order."""
+    """Synchronous fan-out of one session's events to listeners, in publication
+    order. Every event is stamped with the session's name on the way, so the
+    dialogue that publishes it never needs to know which session it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, session: str = "default") -> None:
+        self.session = session
         self._listeners: list[Listener] = []
 
     def subscribe(self, listener: Listener) -> None:
@@ -329,6 +338,8 @@ class EventBus:
         under the event log, a closed stderr) is logged and the others still get
         it: the event was published from the middle of a turn, which must not
         be left half done because of an observer."""
+        if event.session != self.session:
+            event = replace(event, session=self.session)
         logger.debug("event %s", event)
         for listener in self._listeners:
             try:

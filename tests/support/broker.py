@@ -1,11 +1,9 @@
 """A real mosquitto broker for tests, and a client that records what it sees.
 
-Usage in a test module::
+Usage in a test module (the `broker` and `recorder` fixtures are registered for
+every test module by tests/conftest.py)::
 
-    pytest.register_assert_rewrite("tests.broker")  # or pytest warns about the plugin
-    from tests.broker import Broker, Recorder
-
-    pytest_plugins = ("tests.broker",)  # the `broker` and `recorder` fixtures
+    from tests.support.broker import Broker, Recorder
 
     def test_something(broker: Broker, recorder: Recorder) -> None:
         cfg = config_from_dict({"mqtt": broker.mqtt_config()}, tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.speech import ROOT
+from tests.support.speech import ROOT
 
 
 def write_config(tmp_path: Path, name: str = "config.yaml", **sections: object) -> Path:

@@ -1,11 +1,9 @@
 """A real Home Assistant for tests, on a free loopback port.
 
-Usage in a test module::
+Usage in a test module (the ``home_assistant`` and ``home_assistant_factory``
+fixtures are registered for every test module by tests/conftest.py)::
 
-    pytest.register_assert_rewrite("tests.home_assistant")
-    from tests.home_assistant import HomeAssistant
-
-    pytest_plugins = ("tests.home_assistant",)  # home_assistant, home_assistant_factory
+    from tests.support.home_assistant import HomeAssistant
 
     def test_something(home_assistant: HomeAssistant, tmp_path: Path) -> None:
         token_file = home_assistant.write_token_file(tmp_path / "ha-token")
@@ -57,9 +55,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.broker import HOST, free_port
+from tests.support.broker import HOST, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HA_VENV = ROOT / ".venv-ha"
 HASS = HA_VENV / "bin" / "hass"
 START_TIMEOUT_S = 60.0

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 
 

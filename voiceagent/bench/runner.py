@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voiceagent.app import event_sinks, run_paced
+from voiceagent.host.run import run_paced
+from voiceagent.session.display import event_sinks
 from voiceagent.stages.loading import Models
-from voiceagent.audio.echo import EchoSpec
+from voiceagent.audio.room_echo import EchoSpec
 from voiceagent.audio.streams import ArrayInput, MemoryOutput
 from voiceagent.config import Config
 

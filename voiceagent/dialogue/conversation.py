@@ -43,7 +43,8 @@ from voiceagent.stages.protocols import (
     ChatModel, EndOfMessage, EndOfTurnModel, PromptCache, SpeechDetector,
     SpeechProbability, Synthesizer, Transcriber, Transcript,
 )
-from voiceagent.stages.workers import ModelWorker, WorkerFactory
+from voiceagent.stages.lane import Priority
+from voiceagent.stages.workers import Workers
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +60,10 @@ class Conversation:
         speaker: Speaker,
         bus: EventBus,
         clock: Clock,
+        workers: Workers,
         second_stage: SpeechProbability | None = None,
         end_model: EndOfTurnModel | None = None,
         gate: WakeGate | None = None,
-        workers: WorkerFactory = ModelWorker,
         prompt_cache: PromptCache | None = None,
         end_of_message: EndOfMessage | None = None,
         commands: Commands | None = None,
@@ -81,15 +82,17 @@ class Conversation:
         backend that has none (a remote server)."""
         self.history = History(cfg.llm.max_history_turns)
         self.tasks = TaskSet(self._task_failed)
-        self.llm_worker = workers("llm", Stage.LLM, cfg.llm.timeout_s)
-        self.tts_worker = workers("tts", Stage.TTS, cfg.tts.timeout_s)
+        self.workers = workers
+        """The process's workers, shared with every other session: never shut down here."""
+        self.llm_worker = workers.llm
+        self.tts_worker = workers.tts
         self.turns = TurnLedger(bus, speaker, self.history, clock, on_exchange=self._prefill_next)
         self.replies = ReplyMaker(
             cfg, chat, synthesizer, self.llm_worker, self.tts_worker, self.history, clock, commands
         )
         self.interruption = Interruption(cfg, speaker, self.turns, bus, clock, second_stage)
         self.listening = Listening(
-            cfg, transcriber, bus, clock, self.history, self.tasks, self, workers, self.llm_worker,
+            cfg, transcriber, bus, clock, self.history, self.tasks, self, workers,
             end_model=end_model, end_of_message=end_of_message, gate=gate,
             prefill=self._prefill if prompt_cache is not None else None, commands=commands,
         )
@@ -300,15 +303,11 @@ class Conversation:
 
     async def _prefill_work(self, cache: PromptCache, prefix: list[dict[str, str]], user_text: str) -> None:
         try:
-            await self.llm_worker.call(cache.prefill, prefix, user_text)
+            await self.llm_worker.call(cache.prefill, prefix, user_text, priority=Priority.OPTIONAL)
         except StageError as err:  # only an optimisation; the next turn will say more
             logger.warning("LLM prefill failed: %s", err)
 
     # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def workers(self) -> tuple:  # type: ignore[type-arg]
-        return (*self.listening.workers, self.llm_worker, self.tts_worker)
 
     def _task_failed(self, err: BaseException, turn: int) -> None:
         logger.error("turn %d: conversation task failed", turn, exc_info=err)
@@ -319,5 +318,3 @@ class Conversation:
         self.interruption.release()
         self.turns.close()
         await self.tasks.aclose()
-        for worker in self.workers:
-            worker.shutdown()

@@ -32,7 +32,7 @@ from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.dialogue.history import History
 from voiceagent.dialogue.utterance import Utterance
-from voiceagent.errors import Stage, StageError
+from voiceagent.errors import StageError
 from voiceagent.events import AsrPartial, EventBus, SpeechStart, TurnEndJudged
 from voiceagent.home.protocol import Commands
 from voiceagent.rules.endpointer import Decision, Endpointer
@@ -40,7 +40,8 @@ from voiceagent.rules.noise_floor import NoiseFloor
 from voiceagent.rules.turn_end import looks_unfinished, silence_needed_ms
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.protocols import EndOfMessage, EndOfTurnModel, Transcriber, Transcript
-from voiceagent.stages.workers import Worker, WorkerFactory
+from voiceagent.stages.lane import Priority
+from voiceagent.stages.workers import Workers
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ class Listening:
         history: History,
         tasks: TaskSet,
         host: Host,
-        workers: WorkerFactory,
-        llm_worker: Worker,
+        workers: Workers,
         end_model: EndOfTurnModel | None = None,
         end_of_message: EndOfMessage | None = None,
         gate: WakeGate | None = None,
@@ -98,12 +98,12 @@ class Listening:
         self.endpointer = Endpointer(cfg.endpointer_settings())
         self.noise_floor = NoiseFloor(cfg.vad.end_margin_db)
         self.turn_end = cfg.turn.end_settings()
-        # Partials get their own worker so a partial that is still running when
+        # Partials have their own worker so a partial that is still running when
         # the user stops never delays the final transcript behind it.
-        self.asr_worker = workers("asr", Stage.ASR, cfg.asr.timeout_s)
-        self.partial_worker = workers("asr-partial", Stage.ASR, cfg.asr.timeout_s)
-        self.end_worker = workers("turn-end", Stage.TURN, cfg.asr.timeout_s)
-        self.llm_worker = llm_worker
+        self.asr_worker = workers.asr
+        self.partial_worker = workers.asr_partial
+        self.end_worker = workers.turn_end
+        self.llm_worker = workers.llm
         """Shared with the replies: the LLM also judges the words (``end_of_message``)."""
         self._pre_roll_frames = -(-cfg.vad.pre_roll_ms // cfg.vad.frame_ms)
         self._recent: deque[np.ndarray] = deque(maxlen=self._pre_roll_frames + 64)
@@ -119,10 +119,6 @@ class Listening:
     @property
     def idle(self) -> bool:
         return self.current is None and not self.closing and not self.endpointer.in_utterance
-
-    @property
-    def workers(self) -> tuple[Worker, ...]:
-        return self.asr_worker, self.partial_worker, self.end_worker
 
     # ------------------------------------------------------------------ frames
 
@@ -257,7 +253,7 @@ class Listening:
 
     async def _final(self, utt: Utterance, audio: np.ndarray, version: int) -> None:
         try:
-            result = await self.asr_worker.call(self.transcriber.transcribe, audio)
+            result = await self.asr_worker.call(self.transcriber.transcribe, audio, priority=Priority.REPLY)
         except StageError as err:
             if version == utt.version:
                 self.host.on_failed(utt, err)
@@ -294,7 +290,9 @@ class Listening:
             return None
         prefix = self.history.prefix(self.cfg.llm.system_prompt)
         try:
-            return await self.llm_worker.call(self.end_of_message.end_probability, prefix, text)
+            return await self.llm_worker.call(
+                self.end_of_message.end_probability, prefix, text, priority=Priority.OPTIONAL
+            )
         except StageError as err:  # Smart Turn and the word list still decide
             logger.warning("LLM end-of-message estimate failed: %s", err)
             return None

@@ -24,7 +24,7 @@ import threading
 
 import numpy as np
 
-from voiceagent.audio.convert import resample, trim_leading_silence
+from voiceagent.audio.convert import resample
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.dialogue.history import History
@@ -34,6 +34,7 @@ from voiceagent.events import ErrorEvent, IntentHandled, LlmFirstClause, LlmFirs
 from voiceagent.home.protocol import Command, Commands
 from voiceagent.rules.claims import claims_action, might_claim
 from voiceagent.stages.protocols import ChatModel, Synthesizer
+from voiceagent.stages.lane import Priority
 from voiceagent.stages.workers import Worker
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,9 @@ class ReplyMaker:
             held = ""
             return hand_over(text)
 
-        stream = self.llm_worker.stream(lambda: self.chat.stream_chat(messages), llm_may_run)
+        stream = self.llm_worker.stream(
+            lambda: self.chat.stream_chat(messages), llm_may_run, priority=Priority.REPLY
+        )
         try:
             async for piece in stream:
                 if not turn.reply:
@@ -219,7 +222,7 @@ class ReplyMaker:
     async def _synthesize(self, text: str) -> list[np.ndarray]:
         """All of ``text``'s audio, before anyone may hear it."""
         synth = self.synthesizer
-        stream = self.tts_worker.stream(lambda: synth.synthesize(text))
+        stream = self.tts_worker.stream(lambda: synth.synthesize(text), priority=Priority.REPLY)
         try:
             return [audio async for audio in stream]
         finally:
@@ -233,9 +236,9 @@ class ReplyMaker:
     def _deliver(self, turn: Turn, audio: np.ndarray, text: str, first: bool) -> None:
         synth = self.synthesizer
         if first:
-            # Any leading silence of the first sound is latency the user
-            # hears as such (piper starts each sentence with ~35 ms).
-            audio = trim_leading_silence(audio, synth.sample_rate)
+            # Not trimmed here: a synthesizer's clauses start at their first
+            # sound (piper's inaudible lead is dropped by ``stages.piper``, at
+            # its own noise floor), so this is when the reply is heard.
             turn.emit(TtsFirstAudio(self.clock.now(), turn.id))
         turn.deliver(resample(audio, synth.sample_rate, self.rate), text)
 
@@ -245,7 +248,7 @@ class ReplyMaker:
         first_audio = True
         synth = self.synthesizer
         while (clause := await clauses.get()) is not None:
-            stream = self.tts_worker.stream(lambda c=clause: synth.synthesize(c))
+            stream = self.tts_worker.stream(lambda c=clause: synth.synthesize(c), priority=Priority.REPLY)
             try:
                 text = clause
                 async for audio in stream:

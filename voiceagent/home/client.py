@@ -24,14 +24,14 @@ import logging
 import ssl
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
 from voiceagent.aio import race
-from voiceagent.errors import ConfigError, VoiceAgentError
+from voiceagent.errors import VoiceAgentError
+from voiceagent.home.urls import websocket_url  # noqa: F401  (also this module's API)
 
 logger = logging.getLogger(__name__)
 
@@ -67,18 +67,6 @@ class ClientSettings:
     reconnect_min_s: float
     reconnect_max_s: float
     verify_tls: bool
-
-
-def websocket_url(url: str) -> str:
-    """``http(s)://host:port[/path]`` -> ``ws(s)://host:port[/path]/api/websocket``."""
-    parts = urlsplit(url.strip())
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
-    if scheme is None or not parts.netloc:
-        raise ConfigError(f"homeassistant.url {url!r} is not an http:// or https:// address")
-    path = parts.path.rstrip("/")
-    if not path.endswith("/api/websocket"):
-        path += "/api/websocket"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
 EventHandler = Callable[[dict[str, Any]], None]

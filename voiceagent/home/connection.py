@@ -33,14 +33,21 @@ class HomeConnection:
         self.house = House()
         """The house as last read (empty until the first connection; kept while away,
         so names are still recognized and the answer is "I can't reach it")."""
-        self.on_house = on_house
-        """Called with each newly read house (to rebuild the intent matcher)."""
+        self.house_listeners: list[Callable[[House], None]] = [on_house] if on_house is not None else []
+        """Called with each newly read house: every session's intent matcher and
+        ASR bias (one connection serves every room of the process)."""
         self._reload: asyncio.TimerHandle | None = None
         self._reading: asyncio.Task[None] | None = None
         """The registries being read again (awaited when the connection stops)."""
         self.client.subscribe("state_changed", self._state_changed)
         for event in REGISTRY_EVENTS:
             self.client.subscribe(event, self._registry_changed)
+
+    def on_house(self, listener: Callable[[House], None]) -> None:
+        """Call ``listener`` with each newly read house (at once if one was read)."""
+        self.house_listeners.append(listener)
+        if self.house.areas or self.house.entities:
+            listener(self.house)
 
     @property
     def available(self) -> bool:
@@ -87,8 +94,8 @@ class HomeConnection:
             len(self.house.areas), len(self.house.entities),
             sum(e.exposed for e in self.house.entities.values()),
         )
-        if self.on_house is not None:
-            self.on_house(self.house)
+        for listener in self.house_listeners:
+            listener(self.house)
 
     def _state_changed(self, event: dict[str, Any]) -> None:
         data = event.get("data")

@@ -44,7 +44,7 @@ class HomeControl:
         """Home Assistant's conversation agent for what no intent matches (None: the LLM)."""
         self._conversation_id: str | None = None
         if connection is not None:
-            connection.on_house = lambda house: matcher.update(house, exposed_only)
+            connection.on_house(lambda house: matcher.update(house, exposed_only))
 
     def match(self, text: str) -> Command | None:
         """Is ``text`` a command? Pure and fast (a few ms): speculation may call it."""

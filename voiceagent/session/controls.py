@@ -27,7 +27,7 @@ import logging
 import math
 from collections import deque
 
-from voiceagent.daemon.listener import Listener
+from voiceagent.session.listener import Listener
 from voiceagent.events import AnyEvent, TurnEnd
 from voiceagent.log_limit import LogLimiter
 

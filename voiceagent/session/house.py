@@ -1,6 +1,7 @@
-"""The house's side of a running assistant: local intents, timers and the
-connection to Home Assistant, tied to the conversation (a timer that rings is
-said) and, in the daemon, to MQTT (the timer sensor, the timer event)."""
+"""One room's side of the house: its local intents (in its area), its timers and
+its Home Assistant conversation, over the process's one connection; tied to the
+room's conversation (a timer set in the kitchen rings in the kitchen) and, in
+the daemon, to the room's MQTT device (the timer sensor, the timer event)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from voiceagent.config import Config
 from voiceagent.home.house import House
+from voiceagent.home.connection import HomeConnection
 from voiceagent.home.setup import build_home
 from voiceagent.home.timers import Timer, spoken_length
 from voiceagent.mqtt.discovery import NO_TIMER
@@ -24,27 +26,28 @@ class HomeTies:
     """``control``: None with ``homeassistant.intents: false``. Run
     ``control.connection`` (when there is one) beside the conversation."""
 
-    def __init__(self, cfg: Config, bridge: MqttBridge | None) -> None:
+    def __init__(self, cfg: Config, bridge: MqttBridge | None, connection: HomeConnection | None) -> None:
         self.cfg = cfg
+        """The room's view of the config (its area)."""
         self.bridge = bridge
         self.conv: Conversation | None = None
-        self.control = build_home(cfg, self._timer_finished, self._timers_changed)
+        self.control = build_home(cfg, connection, self._timer_finished, self._timers_changed)
 
     def attach(self, conv: Conversation, transcriber: Transcriber) -> None:
+        """Say this room's timers in ``conv``; bias this room's ``transcriber``
+        (its own view of the shared one) toward the names of the house."""
         self.conv = conv
         control = self.control
-        if control is None or control.connection is None:
-            return
-        rebuild = control.connection.on_house
         set_hotwords = getattr(transcriber, "set_hotwords", None)
+        if control is None or control.connection is None or set_hotwords is None:
+            return
+        if not self.cfg.homeassistant.bias_asr:
+            return
 
-        def on_house(house: House) -> None:
-            if rebuild is not None:
-                rebuild(house)
-            if self.cfg.homeassistant.bias_asr and set_hotwords is not None:
-                set_hotwords(control.names())
+        def on_house(_house: House) -> None:  # after the matcher has been rebuilt with it
+            set_hotwords(control.names())
 
-        control.connection.on_house = on_house
+        control.connection.on_house(on_house)
 
     def close(self) -> None:
         if self.control is not None:

@@ -18,7 +18,7 @@ from voiceagent.errors import Stage
 from voiceagent.events import ErrorEvent, EventBus, WakeWordDetected
 from voiceagent.rules.wake_gate import WakeGate
 from voiceagent.stages.wake import CHUNK_MS, WakeWordDetector
-from voiceagent.stages.workers import ModelWorker, WorkerFactory
+from voiceagent.stages.workers import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Listener:
         rate: int,
         detector: WakeWordDetector | None = None,
         gate: WakeGate | None = None,
-        workers: WorkerFactory = ModelWorker,
+        worker: Worker | None = None,
     ) -> None:
         self.conv = conv
         self.bus = bus
@@ -42,7 +42,11 @@ class Listener:
         self.gate = gate
         self.muted = False
         """The microphone is off: the conversation and the detector hear silence."""
-        self._worker = workers("wake", Stage.WAKE, None) if detector is not None else None
+        self._worker = worker
+        """The process's wake word worker (each session has its own detector: it
+        keeps the state of its audio stream)."""
+        if detector is not None and worker is None:
+            raise ValueError("a wake word detector needs the wake worker")
         self._pending: list[np.ndarray] = []
         self._pending_samples = 0
         self._chunk = rate * CHUNK_MS // 1000
@@ -90,9 +94,11 @@ class Listener:
     def idle(self) -> bool:
         return self.conv.idle
 
+    def stop_replies(self) -> None:
+        """The output went away: what was playing can no longer be heard."""
+        self.conv.stop()
+
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._worker is not None:
-            self._worker.shutdown()

@@ -104,8 +104,10 @@ class TurnSummaries:
 class ConversationLog:
     """Appends every turn (a ``TurnSummaries`` sink) to ``path`` as a JSON line."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, session: str | None = None) -> None:
         self.path = path
+        self.session = session
+        """The room's name, in every record (None: left out)."""
         self._pending: deque[bytes] = deque()
         self._failing: str | None = None
         """Why the last write failed, while it fails (warned about once)."""
@@ -124,6 +126,7 @@ class ConversationLog:
             return
         self.write({
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            **({"session": self.session} if self.session is not None else {}),
             "turn": turn.turn,
             "source": turn.source,
             "transcript": turn.transcript,

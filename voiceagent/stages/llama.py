@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import re
 import time
@@ -53,7 +54,12 @@ class LlamaChatModel:
         self._cfg = cfg
         self.gpu_layers = gpu_layers
         self._format, self._end_tokens = self._end_of_message_scoring()
+        self.caches = SessionCaches(self._llm)
         logger.info("LLM: %s, %s GPU layers", model_path.name, gpu_layers)
+
+    def for_session(self, session: str) -> "LlamaSessionView":
+        """A session's view, with its own history in the KV cache (``SessionCaches``)."""
+        return LlamaSessionView(self, session)
 
     def _end_of_message_scoring(self):  # type: ignore[no-untyped-def]
         """The chat formatter the completions use, and the tokens that end a message."""
@@ -156,3 +162,99 @@ class LlamaChatModel:
         for _ in self.stream_chat(messages):
             break
         return time.perf_counter() - start
+
+
+class _Saved:
+    """One session's KV cache, as llama.cpp serializes it (the cells in use)."""
+
+    def __init__(self, data: "ctypes.Array[ctypes.c_uint8]", size: int, tokens: np.ndarray) -> None:
+        self.data = data
+        self.size = size
+        self.tokens = tokens
+
+
+class SessionCaches:
+    """Several sessions on one llama.cpp context, each finding its own history in
+    the KV cache.
+
+    llama-cpp-python reuses the evaluated prompt up to the first token that
+    differs. Two rooms taking turns would each find the other's history there
+    and pay for their own again before the first token (hundreds of ms on 2
+    cores with a few exchanges). So the cache is swapped instead: before a call
+    for another session, the cells in use are saved (a few MB for the default
+    model's short prompts) and that session's own are restored, on the LLM's
+    worker thread. Measured in benchmarks/rooms.py. A session seen for the
+    first time keeps what is there: the system prompt is the same for all.
+    """
+
+    def __init__(self, llm: object) -> None:
+        self._llm = llm
+        self.owner: str | None = None
+        self._saved: dict[str, _Saved] = {}
+        self.swaps = 0
+        self.swap_s = 0.0
+        """Seconds spent saving and restoring (for the benchmark)."""
+
+    def use(self, session: str) -> None:
+        if session == self.owner:
+            return
+        start = time.perf_counter()
+        if self.owner is not None:
+            self._saved[self.owner] = self._save()
+        saved = self._saved.pop(session, None)
+        if saved is not None:
+            self._restore(saved)
+        self.owner = session
+        self.swaps += 1
+        self.swap_s += time.perf_counter() - start
+        logger.debug("LLM cache now %s's (%.1f ms)", session, 1000 * (time.perf_counter() - start))
+
+    def forget(self, session: str) -> None:
+        """The session has ended: its saved cache is dropped."""
+        self._saved.pop(session, None)
+        if self.owner == session:
+            self.owner = None
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(s.size for s in self._saved.values())
+
+    def _save(self) -> _Saved:
+        import llama_cpp
+
+        llm = self._llm
+        size = llama_cpp.llama_state_get_size(llm.ctx)  # type: ignore[attr-defined]
+        data = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(llm.ctx, data, size)  # type: ignore[attr-defined]
+        return _Saved(data, written, llm._input_ids.copy())  # the tokens evaluated  # type: ignore[attr-defined]
+
+    def _restore(self, saved: _Saved) -> None:
+        import llama_cpp
+
+        llm = self._llm
+        llama_cpp.llama_state_set_data(llm.ctx, saved.data, saved.size)  # type: ignore[attr-defined]
+        n = saved.tokens.size
+        llm.input_ids[:n] = saved.tokens  # the whole buffer; _input_ids is its first n_tokens  # type: ignore[attr-defined]
+        llm.n_tokens = n  # type: ignore[attr-defined]
+
+
+class LlamaSessionView:
+    """One session's ``ChatModel``, ``PromptCache`` and ``EndOfMessage`` over the
+    shared model: every call first makes the KV cache this session's. All calls
+    run on the one LLM worker, so the swap and the call never interleave."""
+
+    def __init__(self, model: LlamaChatModel, session: str) -> None:
+        self.model = model
+        self.session = session
+
+    def stream_chat(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        self.model.caches.use(self.session)  # runs at the first next(), on the worker
+        yield from self.model.stream_chat(messages)
+
+    def prefill(self, messages: list[dict[str, str]], user_text: str = "") -> None:
+        self.model.caches.use(self.session)
+        self.model.prefill(messages, user_text)
+
+    def end_probability(self, messages: list[dict[str, str]], user_text: str) -> float:
+        self.model.caches.use(self.session)
+        return self.model.end_probability(messages, user_text)

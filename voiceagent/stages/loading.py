@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from voiceagent.config import Config
@@ -37,6 +37,23 @@ class Models:
     """The LLM's cache, if the backend keeps one it can fill ahead of time."""
     end_of_message: EndOfMessage | None = None
     """The LLM's end-of-message probability, if the backend gives one."""
+
+    def for_session(self, session: str) -> "Models":
+        """The models as one session uses them: the same weights, with the state a
+        session must not share (the LLM's KV cache, the recognizer's bias toward
+        the room's names) its own, where the backend keeps such state."""
+        views = {}
+        for role in ("transcriber", "chat"):
+            make_view = getattr(getattr(self, role), "for_session", None)
+            if make_view is not None:
+                views[role] = make_view(session)
+        chat = views.get("chat")
+        if chat is not None:  # the cache and the odds go through the same view
+            if self.prompt_cache is self.chat:
+                views["prompt_cache"] = chat
+            if self.end_of_message is self.chat:
+                views["end_of_message"] = chat
+        return replace(self, **views) if views else self
 
 
 def check_model_paths(cfg: Config) -> dict[str, Path]:

@@ -103,30 +103,45 @@ class WhisperTranscriber:
         prompt, which the decoder attends to. Names Whisper would not guess
         ("Hue Go", a room called "snug") come out right more often; the cost is
         a longer prompt, measured by benchmarks/asr_bias.py on 2 cores: +3 to +6 ms
-        a transcript for 7 names, +14 to +19 ms for 40. [] removes them."""
-        # As sentences: joined with commas, Whisper went on writing commas and
-        # ended "Turn on the office lights," (which reads as unfinished).
-        text = ". ".join(p.strip().rstrip(".") for p in phrases if p.strip())
-        self._hotwords = text or None
-        prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        if self._hotwords:
-            # Half the decoder's context at most, as faster-whisper limits it.
-            tokens = self._tokenizer.encode(" " + self._hotwords)[: self._model.max_length // 2 - 1]
-            prompt = [self._tokenizer.sot_prev, *tokens, *prompt]
-        self._prompt = prompt
+        a transcript for 7 names, +14 to +19 ms for 40. [] removes them.
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+        This sets the default for every caller; a session with names of its own
+        passes them per call (``transcribe(audio, hotwords)``, ``RoomTranscriber``)."""
+        self._hotwords = hotword_text(phrases)
+        self._prompt = self._prompt_for(self._hotwords)
+
+    def for_session(self, session: str) -> "RoomTranscriber":
+        """A session's view, biased toward the names of its own part of the house."""
+        return RoomTranscriber(self)
+
+    def _prompt_for(self, hotwords: str | None) -> list[int]:
+        prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        if hotwords:
+            # Half the decoder's context at most, as faster-whisper limits it.
+            tokens = self._tokenizer.encode(" " + hotwords)[: self._model.max_length // 2 - 1]
+            prompt = [self._tokenizer.sot_prev, *tokens, *prompt]
+        return prompt
+
+    def transcribe(self, audio: np.ndarray, hotwords: str | None = None) -> Transcript:
+        """``hotwords``: this call's bias (``hotword_text``), instead of ``set_hotwords``'."""
+        if hotwords is not None and hotwords != self._hotwords:
+            # Per call, not set on the model: the partial transcripts of one room
+            # run on another thread beside the final transcript of another.
+            return self._transcribe(audio, hotwords, self._prompt_for(hotwords))
+        return self._transcribe(audio, self._hotwords, self._prompt)
+
+    def _transcribe(self, audio: np.ndarray, hotwords: str | None, prompt: list[int]) -> Transcript:
         audio = audio.astype(np.float32, copy=False)
         cfg = self._cfg
         window_s = max(cfg.min_window_s, audio.size / 16000 + cfg.window_margin_s)
         if cfg.window == "fit" and window_s <= 30.0 and self._prompt_known:
-            result = self._transcribe_window(audio, window_s)
+            result = self._transcribe_window(audio, window_s, prompt)
             # The fitted window loops on some short real utterances where
             # Whisper's own 30 s window does not (measured: "ten of clubs").
             # Decoded again with a repetition penalty first (~45 ms on 2 cores,
             # "10 of clubs."), then with the full window (~250 ms).
-            for again in (lambda: self._transcribe_window(audio, window_s, REPETITION_PENALTY),
-                          lambda: self._transcribe_full(audio)):
+            for again in (lambda: self._transcribe_window(audio, window_s, prompt, REPETITION_PENALTY),
+                          lambda: self._transcribe_full(audio, hotwords)):
                 if find_loop(result.text) is None:
                     break
                 logger.info("ASR: %r loops; decoding again", result.text)
@@ -134,7 +149,7 @@ class WhisperTranscriber:
                 result = again()
                 result = Transcript(result.text, seconds + result.seconds, result.logprob)
         else:
-            result = self._transcribe_full(audio)
+            result = self._transcribe_full(audio, hotwords)
         if find_loop(result.text) is not None:
             logger.info("ASR: %r loops; keeping one copy of the repeated phrase", result.text)
             result = Transcript(cut_loop(result.text), result.seconds, result.logprob)
@@ -143,7 +158,9 @@ class WhisperTranscriber:
             return Transcript("", result.seconds)
         return result
 
-    def _transcribe_window(self, audio: np.ndarray, window_s: float, repetition_penalty: float = 1.0) -> Transcript:
+    def _transcribe_window(
+        self, audio: np.ndarray, window_s: float, prompt: list[int], repetition_penalty: float = 1.0
+    ) -> Transcript:
         """One greedy (or beam) decode over an encoder window of ``window_s`` seconds."""
         start = time.perf_counter()
         model = self._model
@@ -156,10 +173,10 @@ class WhisperTranscriber:
             features = model.feature_extractor(padded, padding=0)[:, : samples // 160]
             encoded = model.encode(features)
             # Speech runs at about 4 tokens a second; a loop on noise must not run for long.
-            max_length = len(self._prompt) + 10 + int(10 * audio.size / 16000)
+            max_length = len(prompt) + 10 + int(10 * audio.size / 16000)
             result = model.model.generate(
                 encoded,
-                [self._prompt],
+                [prompt],
                 beam_size=self._cfg.beam_size,
                 max_length=min(max_length, model.max_length),
                 return_scores=True,
@@ -182,7 +199,7 @@ class WhisperTranscriber:
             logprob=logprob if text else None,
         )
 
-    def _transcribe_full(self, audio: np.ndarray) -> Transcript:
+    def _transcribe_full(self, audio: np.ndarray, hotwords: str | None) -> Transcript:
         start = time.perf_counter()
         try:
             segments, _info = self._model.transcribe(
@@ -192,7 +209,7 @@ class WhisperTranscriber:
                 temperature=0.0,
                 condition_on_previous_text=False,
                 without_timestamps=True,
-                hotwords=self._hotwords,
+                hotwords=hotwords,
                 vad_filter=False,
             )
             kept = [s for s in segments if s.no_speech_prob < 0.8 or s.avg_logprob > -0.7]
@@ -209,3 +226,27 @@ class WhisperTranscriber:
         encoded and stay)."""
         self.transcribe(np.zeros(16000, dtype=np.float32))
         self.transcribe(np.zeros(16000 * 30, dtype=np.float32))
+
+
+def hotword_text(phrases: list[str]) -> str | None:
+    """The house's names as Whisper's "previous text": as sentences, since joined
+    with commas Whisper went on writing commas and ended "Turn on the office
+    lights," (which reads as unfinished). None: no names."""
+    text = ". ".join(p.strip().rstrip(".") for p in phrases if p.strip())
+    return text or None
+
+
+class RoomTranscriber:
+    """One session's view of the shared recognizer: biased toward the names of its
+    own part of the house (``homeassistant.bias_asr``), the model shared."""
+
+    def __init__(self, shared: WhisperTranscriber) -> None:
+        self.shared = shared
+        self.sample_rate = shared.sample_rate
+        self.hotwords: str | None = None
+
+    def set_hotwords(self, phrases: list[str]) -> None:
+        self.hotwords = hotword_text(phrases)
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        return self.shared.transcribe(audio, self.hotwords)

@@ -31,9 +31,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable, Iterable, Protocol, TypeVar
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterable, Protocol, TypeVar
 
 from voiceagent.errors import Stage, StageError
+from voiceagent.stages.lane import Lane, Priority
+
+if TYPE_CHECKING:
+    from voiceagent.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +60,13 @@ class Worker(Protocol):
         """Seconds since a job that timed out began to hold the thread (0: none does)."""
         ...
 
-    async def call(self, fn: Callable[..., T], *args: object) -> T: ...
+    async def call(self, fn: Callable[..., T], *args: object, priority: Priority = Priority.NORMAL) -> T: ...
 
     def stream(
-        self, make_iter: Callable[[], Iterable[T]], resume: threading.Event | None = None
+        self,
+        make_iter: Callable[[], Iterable[T]],
+        resume: threading.Event | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> AsyncIterator[T]: ...
 
     def shutdown(self) -> None: ...
@@ -71,13 +79,15 @@ timeout raises) and the seconds a job may take (None: no limit).
 
 
 class ModelWorker:
-    """A named single-thread executor for one model."""
+    """A named single-thread executor for one model, its jobs served by priority
+    (``stages.lane``): the thread only ever has the job it is running."""
 
     def __init__(self, name: str, stage: Stage = Stage.PIPELINE, timeout_s: float | None = None) -> None:
         self.name = name
         self.stage = stage
         self.timeout_s = timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"va-{name}")
+        self._lane = Lane()
         self._busy = 0
         self._stuck: "asyncio.Future[object] | None" = None
         """The job that timed out, while its thread is still in it."""
@@ -120,30 +130,51 @@ class ModelWorker:
         if future is self._stuck:
             logger.warning("the %s model is answering again", self.name)
 
-    async def call(self, fn: Callable[..., T], *args: object) -> T:
+    async def _take_lane(self, priority: Priority) -> None:
+        """Wait for the thread (counted in ``timeout_s``, as a queued job always was)."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._lane.acquire(priority)
+        except TimeoutError:
+            raise StageError(
+                self.stage, f"the {self.name} model was busy with other requests for over {self.timeout_s:g} s"
+            ) from None
+        if self.stuck:  # it got stuck while this job waited
+            self._lane.release()
+            self._check_not_stuck()
+
+    def _run(self, fn: Callable[..., T], *args: object) -> "asyncio.Future[T]":
+        """Start ``fn`` on the thread (the lane is held); the lane is released
+        when the thread is done with it, not when its caller stops waiting."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future.add_done_callback(lambda _f: self._lane.release())
+        return future
+
+    async def call(self, fn: Callable[..., T], *args: object, priority: Priority = Priority.NORMAL) -> T:
         """Run ``fn(*args)`` on this worker's thread and await its result."""
         self._check_not_stuck()
-        loop = asyncio.get_running_loop()
         self._busy += 1
-        started = time.monotonic()
-        future = loop.run_in_executor(self._executor, fn, *args)
         try:
-            # shielded: a timeout must not cancel the future (the thread goes on
-            # regardless), so that its end is seen and the worker is free again.
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
-            # cancellation that comes as the result arrives (see ``_next``).
-            async with asyncio.timeout(self.timeout_s):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            raise self._timed_out(future, started) from None
-        except asyncio.CancelledError:
-            future.cancel()  # a job still queued never runs
-            raise
+            await self._take_lane(priority)
+            started = time.monotonic()
+            future = self._run(fn, *args)
+            try:
+                # shielded: a timeout must not cancel the future (the thread goes on
+                # regardless), so that its end is seen and the worker is free again.
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that comes as the result arrives (see ``_next``).
+                async with asyncio.timeout(self.timeout_s):
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                raise self._timed_out(future, started) from None
         finally:
             self._busy -= 1
 
     async def stream(
-        self, make_iter: Callable[[], Iterable[T]], resume: threading.Event | None = None
+        self,
+        make_iter: Callable[[], Iterable[T]],
+        resume: threading.Event | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> AsyncIterator[T]:
         """Iterate ``make_iter()`` on the worker thread, yielding items on the loop.
 
@@ -180,7 +211,12 @@ class ModelWorker:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         self._busy += 1
-        future = loop.run_in_executor(self._executor, produce)
+        try:
+            await self._take_lane(priority)
+        except BaseException:
+            self._busy -= 1
+            raise
+        future = self._run(produce)
         try:
             while True:
                 item = await self._next(queue, resume, future)
@@ -239,7 +275,7 @@ class InlineWorker:
     def stuck_s(self) -> float:
         return 0.0  # a job on the loop cannot be timed out
 
-    async def call(self, fn: Callable[..., T], *args: object) -> T:
+    async def call(self, fn: Callable[..., T], *args: object, priority: Priority = Priority.NORMAL) -> T:
         self._busy += 1
         try:
             await asyncio.sleep(0)  # like the threaded worker, a job never completes in place
@@ -248,7 +284,10 @@ class InlineWorker:
             self._busy -= 1
 
     async def stream(
-        self, make_iter: Callable[[], Iterable[T]], resume: threading.Event | None = None
+        self,
+        make_iter: Callable[[], Iterable[T]],
+        resume: threading.Event | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> AsyncIterator[T]:
         self._busy += 1
         iterator = None
@@ -271,6 +310,44 @@ class InlineWorker:
 
     def shutdown(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Workers:
+    """One worker per model, made once by the process and shared by every session
+    (llama.cpp must never run two calls at once on one model, and two threads on
+    one model would only fight for the same two cores)."""
+
+    asr: Worker
+    asr_partial: Worker
+    """Partial transcripts keep a lane of their own, so that a partial still
+    running when the user stops never delays the final transcript."""
+    turn_end: Worker
+    llm: Worker
+    tts: Worker
+    wake: Worker
+
+    @classmethod
+    def make(cls, cfg: "Config", factory: WorkerFactory = ModelWorker) -> "Workers":
+        return cls(
+            asr=factory("asr", Stage.ASR, cfg.asr.timeout_s),
+            asr_partial=factory("asr-partial", Stage.ASR, cfg.asr.timeout_s),
+            turn_end=factory("turn-end", Stage.TURN, cfg.asr.timeout_s),
+            llm=factory("llm", Stage.LLM, cfg.llm.timeout_s),
+            tts=factory("tts", Stage.TTS, cfg.tts.timeout_s),
+            wake=factory("wake", Stage.WAKE, None),
+        )
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (getattr(self, f.name) for f in fields(self))
+
+    @property
+    def stuck(self) -> list[Worker]:
+        return [w for w in self if w.stuck_s > 0]
+
+    def shutdown(self) -> None:
+        for worker in self:
+            worker.shutdown()
 
 
 class _Failure:
