@@ -126,4 +126,8 @@ class Host:
                 trimmer.busy()
 
     def close(self) -> None:
+        caches = getattr(self.shared.models.chat, "caches", None)
+        summary = caches.summary() if caches is not None else None
+        if summary is not None:
+            logger.info("%s", summary)
         self.shared.workers.shutdown()

@@ -7,6 +7,7 @@ import ctypes
 import logging
 import re
 import time
+from collections import deque
 from pathlib import Path
 from typing import Iterator
 
@@ -191,9 +192,8 @@ class SessionCaches:
         self._llm = llm
         self.owner: str | None = None
         self._saved: dict[str, _Saved] = {}
-        self.swaps = 0
-        self.swap_s = 0.0
-        """Seconds spent saving and restoring (for the benchmark)."""
+        self.swap_ms: deque[float] = deque(maxlen=1000)
+        """Milliseconds each of the last swaps took (``summary``)."""
 
     def use(self, session: str) -> None:
         if session == self.owner:
@@ -205,9 +205,8 @@ class SessionCaches:
         if saved is not None:
             self._restore(saved)
         self.owner = session
-        self.swaps += 1
-        self.swap_s += time.perf_counter() - start
-        logger.debug("LLM cache now %s's (%.1f ms)", session, 1000 * (time.perf_counter() - start))
+        self.swap_ms.append(1000 * (time.perf_counter() - start))
+        logger.debug("LLM cache now %s's (%.1f ms)", session, self.swap_ms[-1])
 
     def forget(self, session: str) -> None:
         """The session has ended: its saved cache is dropped."""
@@ -218,6 +217,16 @@ class SessionCaches:
     @property
     def saved_bytes(self) -> int:
         return sum(s.size for s in self._saved.values())
+
+    def summary(self) -> str | None:
+        """One line on the swaps so far (None: only one session ever used it)."""
+        ms = sorted(self.swap_ms)
+        if len(ms) < 2:
+            return None
+        return (
+            f"LLM cache swaps between sessions: {len(ms)}, median {ms[len(ms) // 2]:.1f} ms, "
+            f"max {ms[-1]:.1f} ms; {self.saved_bytes / 1e6:.1f} MB saved for {len(self._saved)} other session(s)"
+        )
 
     def _save(self) -> _Saved:
         import llama_cpp
