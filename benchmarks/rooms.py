@@ -179,6 +179,58 @@ def idle_process_rss(tmp: Path, n: int) -> float:
     return total
 
 
+HISTORIES = {
+    "kitchen": ["What should I cook tonight?", "Pasta with tomatoes and basil is quick and good.",
+                "How long do I boil the pasta?", "About ten minutes, until it is soft but firm.",
+                "And the sauce?", "Cook the tomatoes with garlic and olive oil for fifteen minutes."],
+    "office": ["What is the capital of Australia?", "The capital of Australia is Canberra.",
+               "How many people live there?", "About four hundred and sixty thousand people.",
+               "Is it far from Sydney?", "It is about three hours by car from Sydney."],
+}
+
+
+def cache_swaps(turns: int = 6) -> dict:
+    """Two rooms with histories of their own taking turns on one LLM: the first
+    token with the KV cache swapped per room, and with one cache shared (each
+    turn finds the other room's history there and evaluates its own again)."""
+    from voiceagent.config import load_config
+    from voiceagent.stages.llama import LlamaChatModel
+
+    cfg = load_config(ROOT / "config.yaml")
+    model = LlamaChatModel(cfg.resolve(cfg.llm.model), cfg.llm)
+    system = {"role": "system", "content": cfg.llm.system_prompt}
+
+    def messages(room: str, k: int) -> list[dict]:
+        h = HISTORIES[room]
+        past = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(h)]
+        return [system, *past, {"role": "user", "content": f"Thanks. One more question, number {k}?"}]
+
+    def first_token(chat, msgs) -> float:
+        start = time.perf_counter()
+        stream = chat.stream_chat(msgs)
+        next(iter(stream))
+        stream.close()
+        return 1000 * (time.perf_counter() - start)
+
+    result = {}
+    for mode in ("swapped", "shared"):
+        views = {r: model.for_session(r) if mode == "swapped" else model for r in HISTORIES}
+        for room, chat in views.items():  # each room's history in the cache once (its prefill)
+            chat.prefill(messages(room, 0)[:-1])
+        times = []
+        for k in range(turns):
+            for room, chat in views.items():  # the rooms' turns alternate
+                times.append(first_token(chat, messages(room, k)))
+                chat.prefill(messages(room, k + 1)[:-1])  # after its own exchange, as the dialogue does
+        result[mode] = {"first_token_ms": _stats([round(t) for t in times])}
+    summary = model.caches.summary()
+    result["swaps"] = summary
+    print(f"LLM first token, two rooms taking turns: swapped caches p50/p95 "
+          f"{result['swapped']['first_token_ms']}, one shared cache {result['shared']['first_token_ms']}; {summary}",
+          flush=True)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=6)
@@ -186,7 +238,7 @@ def main() -> int:
     args = parser.parse_args()
     clips = requests(args.requests)
     other = clips[::-1]
-    report: dict = {"requests": [c.name for c in clips]}
+    report: dict = {"requests": [c.name for c in clips], "llm_cache": cache_swaps()}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for n in (1, 2, 4):
