@@ -42,6 +42,7 @@ SHARED = ROOT.parent / "shared" / "speech"
 GAP_S = 7.0
 """Silence after each request: the reply plays out before the next one."""
 SECOND_ROOM_LAG_S = 1.0
+PARTS = ["cache", "lone", "two", "separate"]
 
 
 def requests(n: int) -> list[Clip]:
@@ -235,13 +236,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=6)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="measure only these")
+    parser.add_argument("--keep", type=Path, help="keep each run's events, log and audio in this folder")
     args = parser.parse_args()
     clips = requests(args.requests)
     other = clips[::-1]
-    report: dict = {"requests": [c.name for c in clips], "llm_cache": cache_swaps()}
+    report: dict = {"requests": [c.name for c in clips]}
+    if "cache" in args.only:
+        report["llm_cache"] = cache_swaps()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for n in (1, 2, 4):
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = args.keep
+        for n in (1, 2, 4) if "lone" in args.only else ():
             rooms = {"lone": clips, **{f"idle{k}": [] for k in range(1, n)}}
             run = serve(tmp, f"lone{n}", rooms, {})
             swaps = _swaps(run["log"])
@@ -251,14 +259,18 @@ def main() -> int:
             print(f"{n} room(s), one speaking: RSS {run['rss_mb']:.0f} MB, v2v p50/p95 "
                   f"{report[f'lone_speaker_{n}_rooms']['p50']}/{report[f'lone_speaker_{n}_rooms']['p95']} ms, "
                   f"cache swaps {swaps}", flush=True)
-        run = serve(tmp, "two", {"a": clips, "b": other}, {"b": SECOND_ROOM_LAG_S})
-        both = voice_to_voice(run)
-        report["two_at_once"] = {"rss_mb": round(run["rss_mb"]), **both, "cache_swaps": _swaps(run["log"])}
-        for room, r in both.items():
-            print(f"two at once, room {room}: {r['answered']}/{r['requests']} answered ({r['turn_ends']} turn ends), "
-                  f"v2v p50/p95 {r['p50']}/{r['p95']} ms", flush=True)
-        print(f"two at once: {report['two_at_once']['cache_swaps']}", flush=True)
-        for n in (1, 2, 4):
+        run = serve(tmp, "two", {"a": clips, "b": other}, {"b": SECOND_ROOM_LAG_S}) if "two" in args.only else None
+        both = voice_to_voice(run) if run else {}
+        if run:
+            pooled = [v for r in both.values() for v in r["v2v_ms"]]
+            report["two_at_once"] = {"rss_mb": round(run["rss_mb"]), **both, "both": _stats(pooled),
+                                     "cache_swaps": _swaps(run["log"])}
+            for room, r in both.items():
+                print(f"two at once, room {room}: {r['answered']}/{r['requests']} answered ({r['turn_ends']} turn "
+                      f"ends), v2v p50/p95 {r['p50']}/{r['p95']} ms", flush=True)
+            print(f"two at once, both rooms: v2v p50/p95 {report['two_at_once']['both']}; "
+                  f"{report['two_at_once']['cache_swaps']}", flush=True)
+        for n in (1, 2, 4) if "separate" in args.only else ():
             total = idle_process_rss(tmp, n)
             report[f"separate_{n}_processes_rss_mb"] = round(total)
             print(f"{n} separate one-room process(es), idle: RSS {total:.0f} MB in all", flush=True)
