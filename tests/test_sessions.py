@@ -139,3 +139,49 @@ def test_a_cancelled_waiter_does_not_hold_the_lane():
         return lane.held
 
     assert asyncio.run(go())
+
+
+class _VanishingDevice:
+    """A room's audio that fails at once, as a device unplugged would."""
+
+    description = "a device that went away"
+
+    async def run(self, handler, speaker, clock, stop):
+        from voiceagent.errors import AudioDeviceError
+
+        raise AudioDeviceError("the audio device failed: unplugged")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_room_whose_audio_fails_goes_on_without_sound_and_the_other_is_answered(tmp_path, caplog):
+    cfg = _cfg(tmp_path)
+    audio = np.concatenate([silence(0.3), tone(0.8), silence(3.0)])
+
+    async def go():
+        host = Host(share(cfg, _models(), workers=InlineWorker))
+        events: list = []
+        kitchen, office = (build_session(cfg, room, host.shared, daemon=True) for room in cfg.rooms())
+        for s in (kitchen, office):
+            s.bus.subscribe(events.append)
+            s.conv.vad = EnergyVad()
+        host.add(kitchen, _VanishingDevice())
+        host.add(office, FileTransport(office.cfg, ArrayInput(audio), MemoryOutput(), endless=False, realtime=False))
+
+        async def later():  # the kitchen keeps running on silence until the stop
+            await asyncio.sleep(0.5)
+            assert not kitchen._closed
+            kitchen.conv.say("Still here.")  # its commands still work
+            await asyncio.sleep(2.0)
+            host.stop.set()
+
+        await asyncio.gather(host.run(signals=False), later())
+        return events
+
+    events = asyncio.run(go())
+    assert "kitchen: its audio failed" in caplog.text
+    office = [(e.turn, e.reason) for e in events if e.session == "office" and e.type == "turn_end"]
+    assert office == [(1, "answered")]
+    kitchen = [(e.turn, e.reason) for e in events if e.session == "kitchen" and e.type == "turn_end"]
+    assert kitchen == [(1, "answered")]  # the announcement, played to nowhere
