@@ -70,13 +70,3 @@ class StreamResampler:
         if self._stream is None:
             return audio.astype(np.float32, copy=False)
         return self._stream.resample_chunk(audio.astype(np.float32, copy=False), last=last)
-
-
-def trim_leading_silence(audio: np.ndarray, rate: int, threshold: float = 0.005, keep_ms: float = 5.0) -> np.ndarray:
-    """``audio`` without its leading near-silence (below ``threshold``), keeping ``keep_ms``
-    before the first sound so the onset is not clipped."""
-    loud = np.flatnonzero(np.abs(audio) > threshold)
-    if loud.size == 0:
-        return audio
-    start = max(0, int(loud[0]) - int(rate * keep_ms / 1000))
-    return audio[start:]
