@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,7 @@ class WhisperTranscriber:
             task="transcribe",
             language=cfg.language if model.model.is_multilingual else None,
         )
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        self._hotwords: str | None = None
+        self._bias = Bias(None, [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps])
         # Without a language a multilingual model needs detection: the full path does it.
         self._prompt_known = not model.model.is_multilingual or cfg.language is not None
         self._suppress = list(get_suppressed_tokens(self._tokenizer, [-1]))
@@ -106,31 +106,29 @@ class WhisperTranscriber:
         a transcript for 7 names, +14 to +19 ms for 40. [] removes them.
 
         This sets the default for every caller; a session with names of its own
-        passes them per call (``transcribe(audio, hotwords)``, ``RoomTranscriber``)."""
-        self._hotwords = hotword_text(phrases)
-        self._prompt = self._prompt_for(self._hotwords)
+        passes its own per call (``transcribe(audio, bias)``, ``RoomTranscriber``)."""
+        self._bias = self.bias(phrases)
 
     def for_session(self, session: str) -> "RoomTranscriber":
         """A session's view, biased toward the names of its own part of the house."""
         return RoomTranscriber(self)
 
-    def _prompt_for(self, hotwords: str | None) -> list[int]:
+    def bias(self, phrases: list[str]) -> "Bias":
+        """The names as Whisper's "previous text" (tokenized once, when the house changes)."""
+        hotwords = hotword_text(phrases)
         prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         if hotwords:
             # Half the decoder's context at most, as faster-whisper limits it.
             tokens = self._tokenizer.encode(" " + hotwords)[: self._model.max_length // 2 - 1]
             prompt = [self._tokenizer.sot_prev, *tokens, *prompt]
-        return prompt
+        return Bias(hotwords, prompt)
 
-    def transcribe(self, audio: np.ndarray, hotwords: str | None = None) -> Transcript:
-        """``hotwords``: this call's bias (``hotword_text``), instead of ``set_hotwords``'."""
-        if hotwords is not None and hotwords != self._hotwords:
-            # Per call, not set on the model: the partial transcripts of one room
-            # run on another thread beside the final transcript of another.
-            return self._transcribe(audio, hotwords, self._prompt_for(hotwords))
-        return self._transcribe(audio, self._hotwords, self._prompt)
-
-    def _transcribe(self, audio: np.ndarray, hotwords: str | None, prompt: list[int]) -> Transcript:
+    def transcribe(self, audio: np.ndarray, bias: "Bias | None" = None) -> Transcript:
+        """``bias``: this call's (a room's), instead of ``set_hotwords``'. Per call, not
+        set on the model: one room's partials run on another thread beside another
+        room's final transcript."""
+        bias = bias if bias is not None else self._bias
+        hotwords, prompt = bias.hotwords, bias.prompt
         audio = audio.astype(np.float32, copy=False)
         cfg = self._cfg
         window_s = max(cfg.min_window_s, audio.size / 16000 + cfg.window_margin_s)
@@ -236,6 +234,14 @@ def hotword_text(phrases: list[str]) -> str | None:
     return text or None
 
 
+@dataclass(frozen=True)
+class Bias:
+    """Names to recognize: the text and the decoder prompt it makes."""
+
+    hotwords: str | None
+    prompt: list[int]
+
+
 class RoomTranscriber:
     """One session's view of the shared recognizer: biased toward the names of its
     own part of the house (``homeassistant.bias_asr``), the model shared."""
@@ -243,10 +249,11 @@ class RoomTranscriber:
     def __init__(self, shared: WhisperTranscriber) -> None:
         self.shared = shared
         self.sample_rate = shared.sample_rate
-        self.hotwords: str | None = None
+        self.bias: Bias | None = None
+        """None: the shared recognizer's own (none unless ``set_hotwords``)."""
 
     def set_hotwords(self, phrases: list[str]) -> None:
-        self.hotwords = hotword_text(phrases)
+        self.bias = self.shared.bias(phrases)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        return self.shared.transcribe(audio, self.hotwords)
+        return self.shared.transcribe(audio, self.bias)
