@@ -139,12 +139,16 @@ class HomeAssistantConfig(_Section):
         return self
 
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,39}$"
+"""A room's name: it becomes a session id, an MQTT node and a file name."""
+
+
 class ServeConfig(_Section):
     """The ``voiceagent serve`` daemon."""
 
     name: str = Field(
         "default",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,39}$",
+        pattern=NAME_PATTERN,
         description="the session name of the one satellite a config without satellites: has",
     )
     conversation_log: Path | None = Field(

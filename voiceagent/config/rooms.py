@@ -16,10 +16,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from voiceagent.config.house import WakeConfig
+from voiceagent.config.house import NAME_PATTERN, WakeConfig
 from voiceagent.config.sections import _Section
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,39}$"
 
 
 def slug(name: str) -> str:

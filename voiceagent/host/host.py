@@ -17,6 +17,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
+from voiceagent import __version__
 from voiceagent.config import Config
 from voiceagent.home.connection import HomeConnection
 from voiceagent.host.memory import MemoryTrimmer
@@ -37,7 +38,7 @@ systemd to restart it (``Restart=on-failure``) with the model fresh."""
 
 
 def share(cfg: Config, models: Models, home: HomeConnection | None = None,
-          workers: WorkerFactory = ModelWorker, version: str = "") -> Shared:
+          workers: WorkerFactory = ModelWorker, version: str = __version__) -> Shared:
     """The models with one worker each, and the connection to Home Assistant."""
     return Shared(models, Workers.make(cfg, workers), home, version)
 
@@ -73,17 +74,15 @@ class Host:
         timer = loop.call_later(duration, self.stop.set) if duration else None
         try:
             async with asyncio.TaskGroup() as tg:
-                watch = tg.create_task(self._watch())
-                home = None
+                tg.create_task(self._watch())
                 if self.shared.home is not None:
-                    home = tg.create_task(self.shared.home.run(self.stop))
+                    tg.create_task(self.shared.home.run(self.stop))
                 rooms = [tg.create_task(self._run_room(room)) for room in self.rooms]
                 if rooms:
                     await asyncio.wait(rooms)
                 else:  # no room of its own (network clients only): until stopped
                     await self.stop.wait()
                 self.stop.set()  # every room is done (finite inputs): the rest ends too
-                del watch, home
         except BaseExceptionGroup as group:  # one room's error, as a one-line error to the CLI
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TextIO
 
-from voiceagent import __version__
 from voiceagent.config import Config, SatelliteConfig
 from voiceagent.errors import ConfigError
 from voiceagent.home.setup import connect_home
@@ -92,7 +91,7 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
 
 
 async def _serve(cfg, rooms, transports, logs, models, events_file, out) -> int:  # type: ignore[no-untyped-def]
-    host = Host(share(cfg, models, connect_home(cfg), version=__version__))
+    host = Host(share(cfg, models, connect_home(cfg)))
     several = cfg.satellites is not None
     try:
         for room, transport, log in zip(rooms, transports, logs):

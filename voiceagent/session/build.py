@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TextIO
 
+from voiceagent import __version__
 from voiceagent.audio.speaker import Speaker
 from voiceagent.clock import TimelineClock
 from voiceagent.config import Config, SatelliteConfig
@@ -45,7 +46,7 @@ class Shared:
     models: Models
     workers: Workers
     home: HomeConnection | None = None
-    version: str = ""
+    version: str = __version__
     """The software version the MQTT devices report."""
 
 
@@ -78,8 +79,6 @@ def build_session(
     opened by the caller before the models loaded (a bad path fails at once);
     ``commands``: the house's commands to use instead of the room's own (benchmarks).
     """
-    from voiceagent import __version__
-
     rcfg = cfg.for_room(room)
     rate = rcfg.audio.sample_rate
     bus = bus if bus is not None else EventBus(room.name)
@@ -107,7 +106,7 @@ def build_session(
     if daemon and rcfg.mqtt.enabled:
         from voiceagent.mqtt import MqttBridge
 
-        bridge = MqttBridge(rcfg, None, shared.version or __version__)  # its controls need the listener
+        bridge = MqttBridge(rcfg, None, shared.version)  # its controls need the listener
     home = HomeTies(rcfg, bridge, shared.home) if house else None
 
     models = shared.models.for_session(room.name)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from voiceagent.aio import race
 from voiceagent.audio.speaker import Speaker
-from voiceagent.audio.streams import NullOutput, SilenceInput
 from voiceagent.clock import TimelineClock
 from voiceagent.config import Config
 from voiceagent.dialogue.conversation import Conversation
@@ -34,7 +33,7 @@ from voiceagent.session.listener import Listener
 from voiceagent.session.log import ConversationLog
 from voiceagent.session.state import StateReporter
 from voiceagent.transports.base import Transport, block_samples
-from voiceagent.transports.paced import PacedDuplex
+from voiceagent.transports.paced import silent_driver
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +98,8 @@ class Session:
             self.listener.stop_replies()
         # The room keeps its MQTT device and timers: on silence, output to nowhere.
         n = block_samples(self.cfg)
-        driver = PacedDuplex(
-            SilenceInput(), NullOutput(), self.speaker, self.clock, n,
-            start_block=int(round(self.clock.now() * self.cfg.audio.sample_rate / n)),
+        driver = silent_driver(
+            self.speaker, self.clock, n, int(round(self.clock.now() * self.cfg.audio.sample_rate / n))
         )
         return await driver.run(self.listener, stop=stop)
 

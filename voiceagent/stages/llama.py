@@ -208,12 +208,6 @@ class SessionCaches:
         self.swap_ms.append(1000 * (time.perf_counter() - start))
         logger.debug("LLM cache now %s's (%.1f ms)", session, self.swap_ms[-1])
 
-    def forget(self, session: str) -> None:
-        """The session has ended: its saved cache is dropped."""
-        self._saved.pop(session, None)
-        if self.owner == session:
-            self.owner = None
-
     @property
     def saved_bytes(self) -> int:
         return sum(s.size for s in self._saved.values())

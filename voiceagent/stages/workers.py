@@ -341,10 +341,6 @@ class Workers:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return (getattr(self, f.name) for f in fields(self))
 
-    @property
-    def stuck(self) -> list[Worker]:
-        return [w for w in self if w.stuck_s > 0]
-
     def shutdown(self) -> None:
         for worker in self:
             worker.shutdown()

@@ -25,13 +25,12 @@ import numpy as np
 from voiceagent.aio import race
 from voiceagent.audio.echo import EchoCanceller, NoEchoCanceller
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
-from voiceagent.audio.streams import NullOutput, SilenceInput
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.errors import AudioDeviceError
 from voiceagent.rules.stalls import MIN_SHIFT_MS, StallWatch
 from voiceagent.transports.base import BlockHandler, block_samples, make_echo_canceller
-from voiceagent.transports.paced import PacedDuplex
+from voiceagent.transports.paced import silent_driver
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +272,7 @@ class DeviceTransport:
                                stop: asyncio.Event, blocks: int) -> int:
         """Run the session on silence, output to nowhere, for ``DEVICE_RETRY_S``
         (or until stopped)."""
-        driver = PacedDuplex(SilenceInput(), NullOutput(), speaker, clock, block_samples(self.cfg), start_block=blocks)
+        driver = silent_driver(speaker, clock, block_samples(self.cfg), blocks)
         with contextlib.suppress(TimeoutError):  # between blocks: nothing is left half done
             await race(driver.run(handler, stop=stop), timeout=DEVICE_RETRY_S)
         return driver.blocks_done

@@ -25,7 +25,7 @@ import numpy as np
 from voiceagent.aio import race
 from voiceagent.audio.echo import EchoCanceller, NoEchoCanceller, RoomEcho
 from voiceagent.audio.speaker import Speaker
-from voiceagent.audio.streams import BlockInput, BlockOutput, EndlessInput
+from voiceagent.audio.streams import BlockInput, BlockOutput, EndlessInput, NullOutput, SilenceInput
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.transports.base import BlockHandler, block_samples, make_echo_canceller
@@ -134,6 +134,12 @@ async def _settle(max_turns: int = 10_000) -> None:
             return
 
 
+def silent_driver(speaker: Speaker, clock: Clock, block_samples: int, start_block: int) -> PacedDuplex:
+    """A session's audio while it has none (its device gone, its input failed):
+    silence in, the output to nowhere, its timeline going on from ``start_block``."""
+    return PacedDuplex(SilenceInput(), NullOutput(), speaker, clock, block_samples, start_block=start_block)
+
+
 class FileTransport:
     """A session's file or pipe (``input``/``output``, or ``-`` for stdin/stdout).
 
@@ -159,7 +165,6 @@ class FileTransport:
         self.realtime = realtime
         self.room = room
         self.description = description
-        self.input_seconds = 0.0
 
     async def run(self, handler: BlockHandler, speaker: Speaker, clock: Clock, stop: asyncio.Event) -> float:
         driver = PacedDuplex(
@@ -170,11 +175,8 @@ class FileTransport:
             echo_canceller=make_echo_canceller(self.cfg, known_delay_ms=0),
             room=self.room,
         )
-        try:
-            # a finite run ends with its input (as before: no stop to race each read against)
-            return await driver.run(handler, stop=stop if self.endless else None)
-        finally:
-            self.input_seconds = driver.input_seconds
+        # a finite run ends with its input (as before: no stop to race each read against)
+        return await driver.run(handler, stop=stop if self.endless else None)
 
     def close(self) -> None:
         self.sink.close()
