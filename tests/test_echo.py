@@ -361,7 +361,7 @@ def test_passing_through_an_echo_must_be_found_twice_at_one_delay(monkeypatch) -
 
     finds = iter([None, None, None, 479.0, 121.0, None, 40.0, 41.0])
     monkeypatch.setattr(echo_module, "estimate_delay_ms", lambda *a, **k: next(finds))
-    gated = EchoGatedCanceller(Recorder(), RATE)
+    gated = EchoGatedCanceller(Recorder(), RATE, first_every_s=0.5)
     played = np.full(RATE // 2, 0.1, np.float32)  # audible: every 0.5 s window is checked
     states = []
     for _ in range(8):
@@ -371,6 +371,23 @@ def test_passing_through_an_echo_must_be_found_twice_at_one_delay(monkeypatch) -
     # no echo twice: passing through; 479 then 121 (disagreeing) and none: still;
     # 40 then 41: a real echo, cancelled from the second find on
     assert states == [True, False, False, False, False, False, False, True]
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_the_first_reply_is_judged_within_half_a_second(echo) -> None:
+    """The first reply is where a user interrupts soonest, and AEC3 with nothing
+    learnt suppresses them: with no echo the input passes through, with one it
+    is cancelled, both decided on the first ~0.4 s of playback."""
+    played = speech_shaped(2.0)
+    mic = RoomEcho(60, -6, RATE).mix(np.zeros_like(played), played) if echo else np.zeros_like(played)
+    gated = EchoGatedCanceller(Recorder(), RATE)
+    decided_at = None
+    for k in range(played.size // BLOCK):
+        gated.process(mic[k * BLOCK : (k + 1) * BLOCK], played[k * BLOCK : (k + 1) * BLOCK])
+        if decided_at is None and gated.echo_path is not None:
+            decided_at = (k + 1) * BLOCK / RATE
+    assert decided_at is not None and decided_at <= 0.45, decided_at
+    assert gated.echo_path is echo
 
 
 def test_an_echo_that_appears_after_passing_through_is_cancelled_within_a_second() -> None:

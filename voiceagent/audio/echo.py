@@ -112,9 +112,14 @@ class EchoGatedCanceller:
         release_s: float = 4.0,
         tail_s: float = 0.8,
         verify_s: float = 1.0,
+        first_every_s: float = 0.2,
     ) -> None:
         self.inner = inner
         self.rate = sample_rate
+        self._first_every = int(first_every_s * sample_rate)
+        """Until the first verdict, checks come this often: the first reply is
+        where a user interrupts soonest, and AEC3 suppresses them while it runs
+        with nothing learnt (an echo 0.2 s of speech is enough to show)."""
         self._tail = int(tail_s * sample_rate)
         """Samples after the last audible playback during which its echo may still
         arrive (the echo delay, up to ~400 ms, and the room's reverberation)."""
@@ -156,6 +161,11 @@ class EchoGatedCanceller:
         self._since_realign = self._realign_active = 0
 
     @property
+    def _decided(self) -> bool:
+        """Has an echo been found, or its absence been shown, at least once?"""
+        return self._ever_found or not self.cancelling
+
+    @property
     def echo_path(self) -> bool | None:
         if not self.cancelling:
             return False
@@ -178,7 +188,7 @@ class EchoGatedCanceller:
             self._realign_active += n if audible else 0
             if self._realign_active >= self._verify:
                 self._check_realignment()
-        if self._since_check >= self._every:
+        if self._since_check >= (self._every if self._decided else self._first_every):
             self._check()
         return cleaned if self.cancelling and self._since_played < self._tail else mic
 
@@ -238,7 +248,7 @@ class EchoGatedCanceller:
             self._without_echo = 0
             return
         self._without_echo += checked
-        limit = self._release if self._ever_found else 2 * self._every
+        limit = self._release if self._ever_found else 2 * self._first_every
         if self.cancelling and self._without_echo >= limit:
             logger.info("no echo of the reply in the input: passing it through uncancelled")
             self.cancelling = False

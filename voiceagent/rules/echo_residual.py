@@ -26,8 +26,11 @@ import numpy as np
 
 WINDOW_FRAMES = 100
 """Frames of playback remembered (2 s at 20 ms): a few words of the reply."""
-MIN_FRAMES = 25
-"""Frames measured before the measurement is trusted (0.5 s)."""
+MIN_FRAMES = 5
+"""Frames measured before the measurement is trusted (0.1 s). Only ever used
+where no echo reaches the input, so what is measured is the room, not a
+converging canceller; waiting 0.5 s for it left a user who spoke 0.25 s into the
+first reply under the configured margin, unheard until then."""
 PERCENTILE = 95.0
 """Of the residual: the echo's loud moments, not its average."""
 HEADROOM_DB = 8.0

@@ -25,7 +25,7 @@ import numpy as np
 from voiceagent.aio import race
 from voiceagent.audio.echo import EchoCanceller, NoEchoCanceller, RoomEcho
 from voiceagent.audio.speaker import Speaker
-from voiceagent.audio.streams import BlockInput, BlockOutput, EndlessInput, NullOutput, SilenceInput
+from voiceagent.audio.streams import BlockInput, BlockOutput, EndlessInput, NullOutput, SilenceInput, WavInput
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.transports.base import BlockHandler, block_samples, make_echo_canceller
@@ -170,13 +170,24 @@ class FileTransport:
         driver = PacedDuplex(
             EndlessInput(self.source) if self.endless else self.source, self.sink, speaker, clock,
             block_samples(self.cfg), realtime=self.realtime,
-            # A file's output block plays exactly while the next input block is
-            # read, so the only delay the canceller does not know is the room's.
-            echo_canceller=make_echo_canceller(self.cfg, known_delay_ms=0),
+            echo_canceller=self._echo_canceller(),
             room=self.room,
         )
         # a finite run ends with its input (as before: no stop to race each read against)
         return await driver.run(handler, stop=stop if self.endless else None)
+
+    def _echo_canceller(self) -> EchoCanceller:
+        """None where the input cannot hear the output: a recorded file, with no
+        simulated room. Gated AEC3 would spend the first ~0.5 s of the first reply
+        finding that out, and meanwhile suppress a user who talks over it
+        (measured: an interruption 0.25-0.6 s into the first reply went quiet
+        380-540 ms after its onset and lost its first words). A pipe may be a
+        microphone beside a loudspeaker, so it keeps the canceller."""
+        if self.room is None and isinstance(self.source, WavInput):
+            return NoEchoCanceller()
+        # A file's output block plays exactly while the next input block is
+        # read, so the only delay the canceller does not know is the room's.
+        return make_echo_canceller(self.cfg, known_delay_ms=0)
 
     def close(self) -> None:
         self.sink.close()
