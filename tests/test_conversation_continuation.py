@@ -8,6 +8,8 @@ import pytest
 
 from tests.support.conversation import LONG_REPLY, converse, first, types
 from tests.support.fakes import FakeChat, FakeTranscriber, silence, tone
+from voiceagent.config import TurnConfig
+from voiceagent.rules.bargein import words_of
 from voiceagent.rules.continuation import ContinuationSettings, Verdict, added_words, judge, may_continue
 from voiceagent.stages.protocols import Transcript
 
@@ -130,9 +132,30 @@ def test_added_words(before, together, added):
     (["okay"], False, Verdict.CONTINUATION),  # nothing was said yet to acknowledge
     (["okay", "and", "tomorrow"], True, Verdict.CONTINUATION),
     (["waiting", "room"], False, Verdict.CONTINUATION),  # a stop word only as a whole word
+    (["stop", "wait"], True, Verdict.INTERRUPTION),  # stop phrases said as one
+    (["wait", "stop", "it", "now"], True, Verdict.INTERRUPTION),
+    # A sentence that starts with one goes on with the utterance:
+    (["hold", "on", "to", "the", "rail", "please"], False, Verdict.CONTINUATION),
 ])
 def test_judge(added, heard, verdict):
     assert judge(added, heard, 400, S) is verdict
+
+
+def test_no_as_the_first_word_of_a_sentence_is_not_a_stop():
+    # "You can change the brightness of these lights. | No colour changing
+    # though, but you still get the control on here": one description.
+    s = ContinuationSettings(1500, 500, 200, tuple(TurnConfig().stop_phrases), ("okay",))
+    added = words_of("No colour changing though, but you still get the control on here.")
+    assert judge(added, False, 2400, s) is Verdict.CONTINUATION
+    assert judge(words_of("No, no."), False, 600, s) is Verdict.INTERRUPTION
+    assert judge(words_of("No, stop."), True, 600, s) is Verdict.INTERRUPTION
+
+
+def test_a_voice_with_no_new_words_goes_on_with_the_utterance():
+    # "one, | two": Whisper wrote the whole as "1." again; the voice was real.
+    assert judge([], False, 400, S, voiced=True) is Verdict.CONTINUATION
+    assert judge([], False, 400, S, voiced=False) is Verdict.NOISE
+    assert judge([], False, 120, S, voiced=True) is Verdict.NOISE
 
 
 def test_a_short_sound_is_noise_whatever_whisper_made_of_it():

@@ -65,7 +65,12 @@ class Continuation:
             return None  # answered and done, or dropped: a new turn
         turn = first.turn_obj
         gap_ms = (onset_t - first.end_t) * 1000
-        heard_ms = 0.0 if turn is None else 1000 * self.speaker.played_s(turn.id)
+        # What had been heard when the words began, not when the VAD was sure of
+        # them (a few frames, or ~300 ms over a loud reply, later): measured, a
+        # user who went on 0.22 s into the reply was confirmed at 0.54 s, over
+        # the limit, and the words before the pause went to an interrupted turn.
+        late_s = max(0.0, self.clock.now() - onset_t)
+        heard_ms = 0.0 if turn is None else 1000 * max(0.0, self.speaker.played_s(turn.id) - late_s)
         return first if may_continue(gap_ms, heard_ms, self.settings) else None
 
     def started(self) -> None:
@@ -86,7 +91,9 @@ class Continuation:
             added = added_words(first.heard_text, text)
             heard = turn is not None and bool(self.speaker.heard_text(turn.id))
             spoken_ms = 1000 * (self.listening.voiced_until() - utt.onset_t)
-            verdict = judge(added, heard, spoken_ms, self.settings)
+            threshold = self.listening.cfg.vad.voice_probability
+            voiced = utt.peak_voice is not None and threshold > 0 and utt.peak_voice >= threshold
+            verdict = judge(added, heard, spoken_ms, self.settings, voiced)
         gap = utt.onset_t - (first.end_t or utt.onset_t)
         self.bus.publish(ContinuationJudged(self.clock.now(), utt.turn, first.turn, verdict.value, " ".join(added), gap))
         logger.info("turn %d after turn %d: %s (%r)", utt.turn, first.turn, verdict.value, " ".join(added))

@@ -11,11 +11,14 @@ new words are judged on the transcript of *both* parts together (Whisper hears
 - words that only add to the sentence: a **continuation**. The reply is
   withdrawn without a trace in the history, and the whole is answered as one
   turn;
-- words that start with a stop phrase ("wait", "stop", "no", "hold on", ...):
-  an **interruption** of the reply, answered on their own (the user wants the
-  reply to stop, not to add words to the question);
+- a stop phrase said as one ("wait", "no, stop", "hold on a second"): an
+  **interruption** of the reply, answered on their own (the user wants the
+  reply to stop, not to add words to the question). A sentence that merely
+  starts with one goes on with the utterance: "You can change the brightness.
+  | No colour changing though, but..." is one description, not a "no";
 - a backchannel ("okay", "mm-hmm") once the reply was heard: the reply goes on;
-- no words at all (a knock, a breath): the reply goes on.
+- no words at all (a knock, a breath): the reply goes on, unless a voice was
+  heard (Whisper may write a second list item as the first again).
 
 Pure: the caller gives the times and the transcripts. Built from the config
 (``TurnConfig.continuation_settings``), its one source of defaults.
@@ -81,16 +84,33 @@ def added_words(before: str, together: str) -> list[str]:
     return b[last.b + last.size:]
 
 
-def _starts_with(words: list[str], phrases: tuple[str, ...]) -> bool:
-    return any((p := words_of(phrase)) and words[: len(p)] == p for phrase in phrases)
+STOP_TAIL_WORDS = 2
+"""Words after a stop phrase that still make it one ("wait a second", "stop it
+now"); more, and it is the start of a sentence that goes on."""
 
 
-def judge(added: list[str], reply_heard: bool, spoken_ms: float, s: ContinuationSettings) -> Verdict:
-    """What the new words are, given whether any of the reply was heard and how
-    long the new speech lasted."""
-    if not added or spoken_ms < s.min_speech_ms:
+def is_stop(added: list[str], stop_phrases: tuple[str, ...]) -> bool:
+    """Are ``added`` a stop said as one: stop phrases only ("no, stop"), or one
+    followed by at most ``STOP_TAIL_WORDS`` words?"""
+    # The longest start of ``added`` that is stop phrases alone ("wait, stop").
+    said = max((k for k in range(1, len(added) + 1) if is_phrases(added[:k], stop_phrases)), default=0)
+    return said > 0 and len(added) - said <= STOP_TAIL_WORDS
+
+
+def judge(
+    added: list[str], reply_heard: bool, spoken_ms: float, s: ContinuationSettings, voiced: bool = False
+) -> Verdict:
+    """What the new words are, given whether any of the reply was heard, how
+    long the new speech lasted and whether a voice detector (Silero) heard a
+    voice in it."""
+    if spoken_ms < s.min_speech_ms:
         return Verdict.NOISE
-    if _starts_with(added, s.stop_phrases):
+    if not added:
+        # Whisper may write a lone list item the same as the one before ("one, |
+        # two" came out as "1." again, measured): a voice that went on for this
+        # long is the user going on, and answering both parts together loses nothing.
+        return Verdict.CONTINUATION if voiced else Verdict.NOISE
+    if is_stop(added, s.stop_phrases):
         return Verdict.INTERRUPTION
     # Before the reply is heard there is nothing to acknowledge: "okay, and
     # then..." is the user going on.
