@@ -87,10 +87,15 @@ def test_backchannel_pauses_then_resumes_the_reply_to_its_end():
 
 
 class Knock:
-    """A second-stage VAD that never takes anything for a voice."""
+    """A second-stage VAD that takes the question (the first 2 s) for a voice and
+    nothing after it."""
+
+    def __init__(self):
+        self.frames = 0
 
     def probability(self, frame):
-        return 0.02
+        self.frames += 1
+        return 0.9 if self.frames * frame.size <= 2 * RATE else 0.02
 
     def reset(self):
         pass
@@ -178,3 +183,20 @@ def test_a_word_too_short_to_judge_before_a_comma_pause_keeps_the_reply_paused()
     suspected = first(events, "barge_in_suspected", 1).t
     assert quiet_after(out, suspected + 0.05, first(events, "playback_start", 2).t)
     assert first(events, "turn_end", 2).reason == "answered"
+
+
+class Voiceless:
+    """A second-stage VAD that takes nothing for a voice."""
+
+    def probability(self, frame):
+        return 0.02
+
+
+def test_a_sound_with_no_voice_in_it_is_never_answered():
+    # The step from a stream's digital silence into its room tone, which
+    # webrtcvad took for speech and Whisper for "It's a good time.".
+    audio = np.concatenate([silence(0.5), tone(0.12), silence(3.0)])
+    events, out, _ = converse(audio, chat=FakeChat(LONG_REPLY), transcriber=Scripted("It's a good time."),
+                              second_stage=Voiceless())
+    assert first(events, "turn_end", 1).reason == "noise"
+    assert "playback_start" not in types(events) and not np.abs(out).max() > 1e-3

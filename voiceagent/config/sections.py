@@ -71,6 +71,14 @@ class VadConfig(_Section):
         1000, ge=50, le=10000, description="silence that ends the turn when no pause was judged"
     )
     max_utterance_s: float = Field(20.0, gt=1, le=120, description="seconds")
+    voice_probability: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="an utterance on which Silero (barge_in.second_stage) never reaches this "
+        "probability has no voice in it (a click, a breath, a stream's room tone) and is never "
+        "answered, whatever the recognizer made of it; 0: off",
+    )
 
 
 class AsrConfig(_Section):

@@ -32,7 +32,6 @@ from voiceagent.rules.bargein import (
     judge,
 )
 from voiceagent.rules.echo_residual import EchoResidual
-from voiceagent.stages.protocols import SpeechProbability
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +71,6 @@ class Interruption:
         ledger: TurnLedger,
         bus: EventBus,
         clock: Clock,
-        second_stage: SpeechProbability | None = None,
     ) -> None:
         self.cfg = cfg.barge_in
         # The stop phrases live with the turn rules (a continuation that starts
@@ -84,8 +82,6 @@ class Interruption:
         self.ledger = ledger
         self.bus = bus
         self.clock = clock
-        self.second_stage = second_stage
-        self._gating = False
         self._sus: _Suspicion | None = None
         self.residual = EchoResidual(cfg.barge_in.echo_margin_db)
 
@@ -103,8 +99,8 @@ class Interruption:
 
     # ---------------------------------------------------------------- per frame
 
-    def gate(self, block: np.ndarray, level_db: float, vad: bool) -> tuple[bool, float | None]:
-        """Is this frame speech, and the second stage's probability (see ``rules.bargein``).
+    def gate(self, level_db: float, vad: bool) -> bool:
+        """Is this frame speech (see ``rules.bargein``)?
 
         Outside replies it is webrtcvad's verdict alone; during one, frames that
         do not stand out of the echo are not speech.
@@ -113,12 +109,7 @@ class Interruption:
         # reaches the microphone after the turn has ended.
         echo_db = self.speaker.echo_level_db()
         if not self.cfg.enabled or (self._sus is None and not self.ledger.replying() and echo_db is None):
-            self._gating = False
-            return vad, None
-        if not self._gating and self.second_stage is not None:
-            self.second_stage.reset()  # its state is from long ago
-        self._gating = True
-        prob = self.second_stage.probability(block) if self.second_stage is not None else None
+            return vad
         # The measured margin only where the canceller found no echo path: while
         # AEC3 converges on a real one, its residual changes too fast to measure
         # (a margin learnt in its first second let an echo leak through).
@@ -127,7 +118,7 @@ class Interruption:
         if echo_db is not None and self._sus is None and not speech:
             # What the canceller leaves of the reply (a held reply is no measure).
             self.residual.observe(level_db, echo_db)
-        return speech, prob
+        return speech
 
     def count(self, utt: Utterance | None, is_speech: bool, prob: float | None) -> None:
         """One frame of ``utt`` (the utterance being listened to): long speech confirms."""

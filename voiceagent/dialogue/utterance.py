@@ -40,6 +40,9 @@ class Utterance:
     last_partial_text: str = ""
     ignored: str | None = None
     """Set to the verdict when it was said over a reply and is not an interruption."""
+    peak_voice: float | None = None
+    """The second stage's (Silero's) highest speech probability on its frames
+    (None: no second stage)."""
     end_probability: float | None = None
     """The end-of-turn model's verdict on the current pause (None: not yet, or none)."""
     end_heard: bool = False
