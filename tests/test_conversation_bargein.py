@@ -46,11 +46,12 @@ def test_talking_over_the_reply_stops_it_at_once_and_is_answered_next():
     suspected = first(events, "barge_in_suspected", 1)
     barge = first(events, "barge_in", 1)
     assert suspected.by_turn == barge.by_turn == 2
-    # Paused vad.start_ms (60 ms) after the onset at 2.60 s; the next output
-    # block (2.68 s) fades out over 5 ms.
+    # Suspected vad.start_ms (60 ms) after the onset at 2.60 s, but paused at
+    # the voice's first frame already: the next output block (2.64 s) fades out
+    # over 5 ms.
     assert suspected.t == pytest.approx(2.66)
     stopped = first(events, "playback_end", 1).t
-    assert stopped == pytest.approx(2.685)
+    assert stopped == pytest.approx(2.645)
     assert quiet_after(out, stopped + 0.01, first(events, "playback_start", 2).t)
     # it stopped mid-reply, the history keeps only what was played
     played = barge.played_s
@@ -200,3 +201,13 @@ def test_a_sound_with_no_voice_in_it_is_never_answered():
                               second_stage=Voiceless())
     assert first(events, "turn_end", 1).reason == "noise"
     assert "playback_start" not in types(events) and not np.abs(out).max() > 1e-3
+
+
+def test_a_blip_over_the_reply_pauses_it_for_a_moment_only():
+    # Held at the blip's frame (no utterance opens: too short), resumed within
+    # vad.start_ms and two frames; the whole reply is still heard.
+    events, out, _ = converse(question_then(tone(0.02)), chat=FakeChat(LONG_REPLY))
+    assert "barge_in_suspected" not in types(events)
+    assert first(events, "turn_end", 1).reason == "answered"
+    assert first(events, "playback_end", 1).played_s == pytest.approx(1.5)
+    assert np.abs(out[int(2.8 * RATE) : int(3.0 * RATE)]).max() > 1e-3  # playing again

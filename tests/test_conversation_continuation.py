@@ -43,8 +43,8 @@ def test_going_on_as_the_reply_starts_is_one_turn_and_the_reply_leaves_no_trace(
     assert judged.of_turn == 1 and judged.verdict == "continuation" and judged.words == "15"
     assert judged.gap_s == pytest.approx(0.44)
     assert first(events, "turn_end", 1).reason == "continued"
-    # Quiet vad.start_ms after the onset at 1.74 s plus an output block.
-    assert first(events, "playback_end", 1).t == pytest.approx(1.825)
+    # Quiet at the output block after the voice's first frame (1.74 s).
+    assert first(events, "playback_end", 1).t == pytest.approx(1.785)
     assert first(events, "asr_final", 2).text == "speech 15"  # both parts, one transcript
     assert first(events, "turn_end", 2).reason == "answered"
     assert [(x.turn, x.user) for x in conv.history.exchanges] == [(2, "speech 15")]
@@ -53,8 +53,8 @@ def test_going_on_as_the_reply_starts_is_one_turn_and_the_reply_leaves_no_trace(
 def test_going_on_while_the_reply_starts_stops_it_at_once():
     events, out, conv = converse(paused(at=1.9), chat=FakeChat(LONG_REPLY))
     assert first(events, "playback_start", 1).t == pytest.approx(1.72)
-    # Held vad.start_ms after the onset at 1.90 s, as fast as a barge-in.
-    assert first(events, "playback_end", 1).t == pytest.approx(1.985)
+    # Held at the output block after the voice's first frame (1.90 s), as a barge-in.
+    assert first(events, "playback_end", 1).t == pytest.approx(1.945)
     assert first(events, "turn_end", 1).reason == "continued"
     assert first(events, "continuation", 2).verdict == "continuation"
     assert "barge_in" not in types(events)

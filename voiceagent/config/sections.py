@@ -45,7 +45,16 @@ class AudioConfig(_Section):
 
 
 class VadConfig(_Section):
-    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode 0..3")
+    detector: Literal["silero", "webrtc"] = Field(
+        "silero",
+        description="what tells speech from silence: Silero v6 (ends 40-70 ms after the words, "
+        "never fires on room tone or a bark) or webrtcvad (with end_margin_db)",
+    )
+    speech_on: float = Field(0.5, gt=0, le=1, description="silero: probability that starts speech")
+    speech_off: float = Field(
+        0.35, ge=0, le=1, description="silero: speech goes on until the probability drops below this"
+    )
+    aggressiveness: int = Field(2, ge=0, le=3, description="webrtc: webrtcvad mode 0..3")
     frame_ms: Literal[10, 20, 30] = Field(20, description="milliseconds per VAD frame")
     pre_roll_ms: int = Field(300, ge=0, le=2000, description="audio kept before onset")
     start_ms: int = Field(
@@ -58,7 +67,7 @@ class VadConfig(_Section):
         6.0,
         ge=0,
         le=40,
-        description="voiced frames within this many dB of the noise floor count as silence "
+        description="webrtc: voiced frames within this many dB of the noise floor count as silence "
         "(cuts webrtcvad's ~100 ms hangover; 0 disables)",
     )
     speculate_ms: int = Field(
@@ -75,10 +84,17 @@ class VadConfig(_Section):
         0.5,
         ge=0,
         le=1,
-        description="an utterance on which Silero (barge_in.second_stage) never reaches this "
-        "probability has no voice in it (a click, a breath, a stream's room tone) and is never "
-        "answered, whatever the recognizer made of it; 0: off",
+        description="an utterance on which Silero (when it runs: vad.detector or "
+        "barge_in.second_stage silero) never reaches this probability has no voice in it (a click, "
+        "a breath, a stream's room tone) and is never answered, whatever the recognizer made of "
+        "it; 0: off",
     )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "VadConfig":
+        if self.speech_off > self.speech_on:
+            raise ValueError("vad.speech_off must not be above vad.speech_on")
+        return self
 
 
 class AsrConfig(_Section):
@@ -235,11 +251,12 @@ class TurnConfig(_Section):
         "as one turn (0: never)",
     )
     continuation_max_heard_ms: int = Field(
-        500,
+        300,
         ge=0,
         le=10000,
-        description="...while at most this much of its reply has been heard (after that, "
-        "speech over the reply is a barge-in)",
+        description="...while at most this much of its reply had been heard when the new words "
+        "began (after that, speech over the reply is a barge-in: a person needs ~0.3 s to start "
+        "speaking in reaction to a sound, so earlier words were not a reaction to the reply)",
     )
     stop_phrases: list[str] = Field(
         default_factory=lambda: list(DEFAULT_STOP_PHRASES),

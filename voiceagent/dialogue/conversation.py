@@ -100,6 +100,9 @@ class Conversation:
             prefill=self._prefill if prompt_cache is not None else None, commands=commands,
         )
         self.continuation = Continuation(self.listening, self.interruption, speaker, self.turns, bus, clock)
+        self._early_hold: int | None = None
+        """Frames since a voice's first frame paused the output (None: it did not)."""
+        self._early_hold_frames = -(-cfg.vad.start_ms // cfg.vad.frame_ms) + 2
 
     @property
     def idle(self) -> bool:
@@ -126,6 +129,7 @@ class Conversation:
         utt = self.listening.current
         if utt is not None and prob is not None and not utt.ended:
             utt.peak_voice = max(utt.peak_voice or 0.0, prob)
+        self._hold_at_first_voice(decision, is_speech)
         match decision:
             case Decision.START:
                 first = self.continuation.candidate(self.listening.onset_t())
@@ -148,6 +152,27 @@ class Conversation:
                 self._ended(utt)
             case Decision.NONE:
                 self.listening.keep_listening()
+
+    def _hold_at_first_voice(self, decision: Decision, is_speech: bool) -> None:
+        """A voice over the output pauses it at its first frame, not only once the
+        endpointer opens an utterance (``vad.start_ms`` later): an interruption
+        early in a reply went quiet 170-250 ms after its onset, measured. If no
+        utterance opens within ``start_ms`` and two frames, the output resumes;
+        once one does, the barge-in and continuation rules decide (they hold or
+        duck it themselves)."""
+        if self._early_hold is not None:
+            self._early_hold += 1
+            if decision is Decision.START or self._early_hold > self._early_hold_frames:
+                self._early_hold = None
+                self.speaker.release()  # START: held again below, or ducked, as the rules say
+            return
+        if (
+            is_speech and decision is Decision.NONE and not self.listening.endpointer.in_utterance
+            and self.cfg.barge_in.enabled and self.cfg.barge_in.on_onset == "pause"
+            and self.speaker.busy and not self.speaker.held
+        ):
+            self._early_hold = 0
+            self.speaker.hold()
 
     def on_playback(self, notice: PlaybackNotice, t: float) -> None:
         self.turns.on_notice(notice, t)

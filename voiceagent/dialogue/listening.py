@@ -96,7 +96,9 @@ class Listening:
         self.rate = cfg.audio.sample_rate
         self.frame_s = cfg.vad.frame_ms / 1000
         self.endpointer = Endpointer(cfg.endpointer_settings())
-        self.noise_floor = NoiseFloor(cfg.vad.end_margin_db)
+        # Silero ends speech at the words on its own; the floor's cut is for
+        # webrtcvad's hangover (and ate the end of quiet speech, measured).
+        self.noise_floor = NoiseFloor(cfg.vad.end_margin_db if cfg.vad.detector == "webrtc" else 0.0)
         self.turn_end = cfg.turn.end_settings()
         # Partials have their own worker so a partial that is still running when
         # the user stops never delays the final transcript behind it.
@@ -127,7 +129,7 @@ class Listening:
         the endpointer's decision and whether the frame counted as speech: inside
         an utterance, voiced frames close to the noise floor are silence."""
         voiced = self.noise_floor.is_voiced(is_speech, level_db)  # also tracks the floor
-        if self.endpointer.in_utterance:  # onsets stay webrtcvad's alone
+        if self.endpointer.in_utterance:  # onsets stay the detector's alone
             is_speech = voiced
         self._recent.append(block)
         if self.current is not None and not self.current.ended:

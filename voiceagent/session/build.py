@@ -32,7 +32,8 @@ from voiceagent.session.log import ConversationLog, TurnSummaries
 from voiceagent.session.session import Session
 from voiceagent.session.state import AssistantState, StateReporter
 from voiceagent.stages.loading import Models
-from voiceagent.stages.vad import SileroVad, WebRtcVad
+from voiceagent.stages.protocols import SpeechDetector
+from voiceagent.stages.vad import SileroSpeech, SileroVad, WebRtcVad
 from voiceagent.stages.workers import Workers
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,19 @@ class Shared:
     home: HomeConnection | None = None
     version: str = __version__
     """The software version the MQTT devices report."""
+
+
+def speech_detectors(cfg: Config) -> tuple[SpeechDetector, SileroVad | None]:
+    """The listening path's detector and the barge-in gate's second stage: one
+    Silero model serves both, run once per frame."""
+    rate = cfg.audio.sample_rate
+    wants = cfg.vad.detector == "silero" or (cfg.barge_in.enabled and cfg.barge_in.second_stage == "silero")
+    silero = SileroVad(rate) if wants else None
+    second_stage = silero if cfg.barge_in.enabled and cfg.barge_in.second_stage == "silero" else None
+    if cfg.vad.detector == "silero":
+        assert silero is not None
+        return SileroSpeech(silero, cfg.vad.speech_on, cfg.vad.speech_off), second_stage
+    return WebRtcVad(cfg.vad.aggressiveness, rate, cfg.vad.frame_ms), second_stage
 
 
 def build_session(
@@ -112,11 +126,9 @@ def build_session(
     models = shared.models.for_session(room.name)
     clock = TimelineClock()
     speaker = Speaker(rate, rcfg.audio.output_gain_db)
-    second_stage = None
-    if rcfg.barge_in.enabled and rcfg.barge_in.second_stage == "silero":
-        second_stage = SileroVad(rate)
+    vad, second_stage = speech_detectors(rcfg)
     conv = Conversation(
-        rcfg, WebRtcVad(rcfg.vad.aggressiveness, rate, rcfg.vad.frame_ms), models.transcriber, models.chat,
+        rcfg, vad, models.transcriber, models.chat,
         models.synthesizer, speaker, bus, clock, shared.workers,
         second_stage=second_stage, end_model=models.end_model, gate=gate,
         prompt_cache=models.prompt_cache, end_of_message=models.end_of_message,
