@@ -83,7 +83,7 @@ ADDENDA: dict[str, str] = {
 
 SECTION_NOTES: dict[str, str] = {
     "audio": "The sound devices, the rate the pipeline runs at, and raw PCM on stdin/stdout.",
-    "vad": "Speech detection (webrtcvad) and the end of the user's speech.",
+    "vad": "Speech detection (Silero v6, or webrtcvad) and the end of the user's speech.",
     "asr": "Speech recognition (faster-whisper).",
     "llm": "The reply: a GGUF in process (llama.cpp) or an OpenAI-compatible server.",
     "tts": "Speech synthesis (piper), clause by clause.",

@@ -262,7 +262,9 @@ class Listening:
             return
         if version != utt.version:
             return  # the user went on speaking; a later pause starts a new one
-        text = self.gate.strip(result.text) if self.gate is not None else result.text
+        text = result.text
+        if self.gate is not None:
+            text = self.gate.strip(text, heard=self.gate.heard_in(utt.start_t, self.clock.now()))
         # A command of the house is a finished request: the LLM need not judge it.
         command = self.commands.match(text) if self.commands is not None else None
         words_probability = None if command is not None else await self._words_end(text)

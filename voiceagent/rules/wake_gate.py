@@ -101,9 +101,15 @@ class WakeGate:
             return True
         return self._follow_until is not None and start_t <= self._follow_until
 
-    def strip(self, text: str) -> str:
-        """The transcript without the wake phrase it may start with."""
-        return strip_wake_phrase(text, self.settings.phrase)
+    def heard_in(self, start_t: float, end_t: float) -> bool:
+        """Did the detector hear the wake word inside the utterance from ``start_t`` to ``end_t``?"""
+        s = self.settings
+        return any(start_t - s.lead_s <= w <= end_t + s.lag_s for w in self._wakes)
+
+    def strip(self, text: str, heard: bool = False) -> str:
+        """The transcript without the wake phrase it may start with (``heard``: the
+        detector heard it in this utterance, so a misheard name goes too)."""
+        return strip_wake_phrase(text, self.settings.phrase, heard)
 
     def awake(self, now: float) -> bool:
         """Waiting for a request after a wake word at ``now`` (for the assistant's state)."""

@@ -82,7 +82,7 @@ def _similar(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b).ratio()
 
 
-def strip_wake_phrase(text: str, phrase: str) -> str:
+def strip_wake_phrase(text: str, phrase: str, heard: bool = False) -> str:
     """``text`` without the wake phrase it starts with, as Whisper writes it.
 
     The phrase's last word (the name: "jarvis") must appear among the first
@@ -94,6 +94,11 @@ def strip_wake_phrase(text: str, phrase: str) -> str:
     trimmed while "Is Jarvis on?" and "Tell Jarvis ..." are not (the gate also
     strips follow-ups said without the wake word). Case and punctuation are
     ignored. Only the first match is removed.
+
+    With ``heard`` (the detector heard the wake word in this utterance), a name
+    Whisper misheard is removed too, when the phrase's other words come first
+    and the name is one word set apart by punctuation: "Hey, nervous? Go
+    somewhere" (measured on a real "Hey Jarvis") becomes "Go somewhere".
 
     Returns the rest without its leading spaces and punctuation, its first
     letter capitalised ("Hey Jarvis, what time is it?" -> "What time is it?");
@@ -112,8 +117,19 @@ def strip_wake_phrase(text: str, phrase: str) -> str:
         for word in (_norm(t.group()) for t in tokens[:i]):
             if word not in FILLERS and all(_similar(word, p) < WORD_CUTOFF for p in lead):
                 return text  # "Is Jarvis on?": a sentence about the name
-        rest = _LEADING.sub("", text[token.end() :])
-        if rest and rest[0].islower():
-            rest = rest[0].upper() + rest[1:]
-        return rest
+        return _after(text, token)
+    if heard and lead and len(tokens) > len(lead):
+        said = [_norm(t.group()) for t in tokens[: len(lead)]]
+        name_token = tokens[len(lead)]
+        set_apart = text[name_token.end() : name_token.end() + 1] in (",", "?", "!", ".")
+        if set_apart and all(_similar(w, p) >= WORD_CUTOFF for w, p in zip(said, lead)):
+            return _after(text, name_token)
     return text
+
+
+def _after(text: str, token: re.Match[str]) -> str:
+    """What follows ``token``, without leading punctuation, its first letter capitalised."""
+    rest = _LEADING.sub("", text[token.end() :])
+    if rest and rest[0].islower():
+        rest = rest[0].upper() + rest[1:]
+    return rest
