@@ -107,8 +107,8 @@ def test_a_knock_the_second_stage_rejects_resumes_without_waiting_for_words():
     events, _, _ = converse(audio, chat=FakeChat(LONG_REPLY), second_stage=Knock())
     assert "barge_in" not in types(events)
     rejected = first(events, "barge_in_rejected", 1)
-    # at the pause: the knock's end (2.75 s) plus vad.speculate_ms (60 ms), to the block
-    assert rejected.verdict == "noise" and rejected.t == pytest.approx(2.82)
+    # at the pause: the knock's end (2.75 s) plus vad.speculate_ms (20 ms), to the block
+    assert rejected.verdict == "noise" and rejected.t == pytest.approx(2.78)
     assert abs(first(events, "playback_end", 1).played_s - 1.5) < 0.01
     assert first(events, "turn_end", 1).reason == "answered"
 

@@ -88,3 +88,13 @@ def test_a_reply_that_claims_an_action_is_replaced_by_the_truth():
     assert first(events, "turn_end", 1).reply == "Sorry, I didn't do that."
     events, _, _ = converse(np.concatenate([silence(0.5), tone(1.0), silence(2.5)]), chat=chat)
     assert first(events, "turn_end", 1).reply == "Sorry, I can't do that: I'm not connected to any devices."
+
+
+def test_a_claim_split_after_three_words_is_still_caught():
+    # The first clause is cut after tts.first_clause_max_words (3): "The office
+    # lights" + "are on." is a claim neither half is alone.
+    from voiceagent.rules.claims import might_claim
+
+    assert might_claim("The office lights")
+    assert might_claim("The kitchen lamp")
+    assert not might_claim("The ocean is a")

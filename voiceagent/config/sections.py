@@ -71,10 +71,11 @@ class VadConfig(_Section):
         "(cuts webrtcvad's ~100 ms hangover; 0 disables)",
     )
     speculate_ms: int = Field(
-        60,
+        20,
         ge=0,
         le=5000,
-        description="silence after which the final transcript is started speculatively",
+        description="silence after which the final transcript is started speculatively "
+        "(20: the first silent frame Silero reports; webrtcvad's hangover needs 60)",
     )
     trailing_silence_ms: int = Field(
         1000, ge=50, le=10000, description="silence that ends the turn when no pause was judged"
@@ -188,7 +189,7 @@ class TtsConfig(_Section):
         2, ge=1, le=50, description="a comma ends the first clause once it has this many"
     )
     first_clause_max_words: int = Field(
-        4, ge=0, le=100, description="cut the first clause at a word after this many (0: never)"
+        3, ge=0, le=100, description="cut the first clause at a word after this many (0: never)"
     )
     clause_min_words: int = Field(6, ge=1, le=100)
     timeout_s: float = Field(

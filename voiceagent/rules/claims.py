@@ -72,10 +72,15 @@ _ENDINGS = (" on.", " done.", " turned on the lights.", " turn on the lights.")
 def might_claim(text: str) -> bool:
     """Could the sentence that starts with ``text`` turn into a claim within a few
     words? Then it is held until it is whole: the first clause is cut after a few
-    words for latency, and "The office lights are" + "on." is a claim neither
-    half is. Narrow on purpose: a clause held is a gap in the reply, and "The
+    words for latency, and "The office lights are" + "on." (or "The office
+    lights" + "are on.") is a claim neither half is. Narrow on purpose: a clause held is a gap in the reply, and "The
     ocean is a vast realm where light" must not wait for its full stop."""
-    return any(claims_action(text + ending) for ending in _ENDINGS)
+    if any(claims_action(text + ending) for ending in _ENDINGS):
+        return True
+    # "The office lights" + "are on.": only where a thing of the house is named
+    # ("The ocean is a" + "is on." would match the bare "is on." at the end).
+    named = set(re.findall(r"[a-z]+", text.lower())) & set(_THINGS)
+    return bool(named) and any(claims_action(text + e) for e in (" is on.", " are on."))
 
 
 def claims_action(text: str) -> bool:
