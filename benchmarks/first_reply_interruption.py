@@ -41,7 +41,7 @@ PAIRS = [  # (request, interruption): different speakers, as at a kitchen table
     ("req_cards_hand", "req_forever"),
     ("read_amiable_himself", "req_go_forward"),
 ]
-OFFSETS_S = (0.25, 0.45, 0.7)
+OFFSETS_S = (0.3, 0.45, 0.6)
 QUIET_DB = -45.0
 
 
