@@ -91,8 +91,7 @@ class Continuation:
             added = added_words(first.heard_text, text)
             heard = turn is not None and bool(self.speaker.heard_text(turn.id))
             spoken_ms = 1000 * (self.listening.voiced_until() - utt.onset_t)
-            threshold = self.listening.cfg.vad.voice_probability
-            voiced = utt.peak_voice is not None and threshold > 0 and utt.peak_voice >= threshold
+            voiced = utt.has_voice(self.listening.cfg.vad.voice_probability) is True
             verdict = judge(added, heard, spoken_ms, self.settings, voiced)
         gap = utt.onset_t - (first.end_t or utt.onset_t)
         self.bus.publish(ContinuationJudged(self.clock.now(), utt.turn, first.turn, verdict.value, " ".join(added), gap))

@@ -92,7 +92,7 @@ class Conversation:
         )
         self.second_stage = second_stage
         """Silero on every frame: confirms speech over a reply, and tells an
-        utterance with no voice in it (``Interruption.is_noise``)."""
+        utterance with no voice in it (``_voiceless``)."""
         self.interruption = Interruption(cfg, speaker, self.turns, bus, clock)
         self.listening = Listening(
             cfg, transcriber, bus, clock, self.history, self.tasks, self, workers,
@@ -241,9 +241,9 @@ class Conversation:
         gave real voices 0.9-1.0 (43 recordings, also 25 dB quieter; espeak
         0.96+), that step 0.07, a dog's bark 0.15, a car horn 0.34. Over a reply,
         and as a continuation, the barge-in and continuation rules judge."""
-        if utt.continues is not None or self.interruption.over_reply(utt) or utt.peak_voice is None:
+        if utt.continues is not None or self.interruption.over_reply(utt):
             return False
-        return utt.peak_voice < self.cfg.vad.voice_probability
+        return utt.has_voice(self.cfg.vad.voice_probability) is False
 
     def _addressed(self, utt: Utterance) -> bool:
         """Is this utterance a request (wake word, follow-up, or talking over a reply)?"""

@@ -68,3 +68,10 @@ class Utterance:
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)
+
+    def has_voice(self, threshold: float) -> bool | None:
+        """Did Silero take it for a voice (``peak_voice`` reached ``threshold``,
+        ``vad.voice_probability``)? None when no Silero ran or the check is off (0)."""
+        if self.peak_voice is None or threshold <= 0:
+            return None
+        return self.peak_voice >= threshold

@@ -34,6 +34,7 @@ _THINGS = (
     "blinds curtains shades music switch switches radio speaker alarm oven kettle garage ac "
     "air conditioning temperature"
 ).split()
+_THING_WORDS = frozenset(_THINGS)
 _STATES = "on off locked unlocked open opened closed shut running playing armed disarmed set".split()
 
 _PATTERNS = [
@@ -79,7 +80,7 @@ def might_claim(text: str) -> bool:
         return True
     # "The office lights" + "are on.": only where a thing of the house is named
     # ("The ocean is a" + "is on." would match the bare "is on." at the end).
-    named = set(re.findall(r"[a-z]+", text.lower())) & set(_THINGS)
+    named = set(re.findall(r"[a-z]+", text.lower())) & _THING_WORDS
     return bool(named) and any(claims_action(text + e) for e in (" is on.", " are on."))
 
 

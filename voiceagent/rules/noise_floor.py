@@ -32,9 +32,15 @@ class NoiseFloor:
         return self._floor
 
     def is_voiced(self, vad: bool, level_db: float) -> bool:
-        """The VAD's verdict, corrected for its hangover; updates the floor."""
+        """The VAD's verdict, corrected for its hangover; updates the floor.
+
+        With the cut off (``margin_db`` 0, as with Silero, which has no
+        hangover) it is the VAD's verdict, and the floor nobody reads is not
+        kept up on every frame."""
+        if self.margin_db <= 0:
+            return vad
         if not vad:
             self._levels.append(level_db)
             self._floor = float(np.median(self._levels))  # ~10 us for 100 values
             return False
-        return self.margin_db <= 0 or level_db > self._floor + self.margin_db
+        return level_db > self._floor + self.margin_db

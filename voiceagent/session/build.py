@@ -55,11 +55,10 @@ def speech_detectors(cfg: Config) -> tuple[SpeechDetector, SileroVad | None]:
     """The listening path's detector and the barge-in gate's second stage: one
     Silero model serves both, run once per frame."""
     rate = cfg.audio.sample_rate
-    wants = cfg.vad.detector == "silero" or (cfg.barge_in.enabled and cfg.barge_in.second_stage == "silero")
-    silero = SileroVad(rate) if wants else None
-    second_stage = silero if cfg.barge_in.enabled and cfg.barge_in.second_stage == "silero" else None
-    if cfg.vad.detector == "silero":
-        assert silero is not None
+    confirms = cfg.barge_in.enabled and cfg.barge_in.second_stage == "silero"
+    silero = SileroVad(rate) if confirms or cfg.vad.detector == "silero" else None
+    second_stage = silero if confirms else None
+    if silero is not None and cfg.vad.detector == "silero":
         return SileroSpeech(silero, cfg.vad.speech_on, cfg.vad.speech_off), second_stage
     return WebRtcVad(cfg.vad.aggressiveness, rate, cfg.vad.frame_ms), second_stage
 
