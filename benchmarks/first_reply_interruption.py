@@ -16,8 +16,8 @@ reported is the one measured in the run itself.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 import logging
 import statistics
 import subprocess
@@ -30,6 +30,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from voiceagent.bench.measure import quiet_after  # noqa: E402
+from voiceagent.bench.recordings import read_tables  # noqa: E402
 from voiceagent.bench.wer import wer as word_error_rate  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -42,13 +44,10 @@ PAIRS = [  # (request, interruption): different speakers, as at a kitchen table
     ("read_amiable_himself", "req_go_forward"),
 ]
 OFFSETS_S = (0.3, 0.45, 0.6)
-QUIET_DB = -45.0
 
 
 def labels(speech: Path) -> dict[str, tuple[float, float, str]]:
-    with open(speech / "requests.tsv", newline="") as f:
-        return {r["name"]: (float(r["speech_start_s"]), float(r["speech_end_s"]), r["transcript"])
-                for r in csv.DictReader(f, delimiter="\t")}
+    return {r.name: (r.start_s, r.end_s, r.transcript) for r in read_tables(speech)}
 
 
 def cut(speech: Path, name: str, lab: dict[str, tuple[float, float, str]]) -> np.ndarray:
@@ -72,19 +71,6 @@ def run(audio: np.ndarray, work: Path, tag: str, echo: str | None) -> tuple[list
 
 def first_playback(events: list[dict]) -> float | None:
     return next((e["t"] for e in events if e["type"] == "playback_start"), None)
-
-
-def quiet_after(played: np.ndarray, t: float, hold_s: float = 0.3) -> float | None:
-    """When the output went quiet after ``t``: the first 20 ms block under QUIET_DB
-    that stays so for ``hold_s`` (a reply dips between its words)."""
-    block = RATE // 50
-    blocks = [played[i : i + block] for i in range(0, played.size - block + 1, block)]
-    quiet = [20 * np.log10(float(np.sqrt(np.mean(x**2))) + 1e-12) < QUIET_DB for x in blocks]
-    need = int(hold_s * 50)
-    for k in range(int(t * RATE) // block, len(quiet) - need):
-        if all(quiet[k : k + need]):
-            return k * block / RATE
-    return None
 
 
 def main() -> int:
@@ -117,7 +103,7 @@ def main() -> int:
                     audio[at : at + interruption.size] += interruption
                     events, played = run(audio, work, "cut", echo_arg)
                     actual = first_playback(events)
-                    quiet = quiet_after(played, onset)
+                    quiet = quiet_after(played, onset, RATE)
                     first_turn = next((e["turn"] for e in events if e["type"] == "playback_start"), None)
                     answered = [e for e in events if e["type"] == "turn_end" and e.get("text")
                                 and e["turn"] != first_turn and e["t"] > onset]
@@ -125,7 +111,7 @@ def main() -> int:
                     row = {
                         "echo": echo, "request": req, "interruption": intr, "offset_s": offset,
                         "into_reply_s": round(onset - actual, 3) if actual is not None else None,
-                        "quiet_after_onset_ms": round((quiet - onset) * 1000) if quiet is not None else None,
+                        "quiet_after_onset_ms": round(quiet * 1000) if math.isfinite(quiet) else None,
                         "transcript": text, "wer": round(word_error_rate(lab[intr][2], text), 3),
                         "barge_in": any(e["type"] == "barge_in" for e in events),
                     }
