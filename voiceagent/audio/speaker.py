@@ -29,6 +29,8 @@ FADE_S = 0.005
 """Seconds of fade when the output pauses, resumes or changes gain (no clicks)."""
 SILENT_DB = -70.0
 """Output quieter than this (dBFS) counts as nothing played."""
+ENDED_KEPT = 8
+"""Turns whose text is kept after they ended, for a listener's late ``truncate``."""
 
 
 class NoticeKind(StrEnum):
@@ -63,6 +65,8 @@ class _TurnAudio:
     played: int = 0
     started: bool = False
     finished: bool = False
+    heard_cap: int | None = None
+    """Samples the listener reported hearing (``truncate``): no more counts as heard."""
 
 
 class Speaker:
@@ -83,6 +87,8 @@ class Speaker:
         self._level_window_s = level_window_s
         self._levels: deque[tuple[int, float]] = deque()
         """(samples, peak rms dBFS) of recent pulled blocks."""
+        self._ended: deque[tuple[int, list[tuple[str, int]]]] = deque(maxlen=ENDED_KEPT)
+        """(turn, segments) of the last turns that ended, for a late ``truncate``."""
         self.echo_path: bool | None = None
         """Whether what is played is heard in the input (the echo canceller's
         finding, set by the duplex driver); None: not known."""
@@ -134,13 +140,36 @@ class Speaker:
         self._pending.append(
             PlaybackNotice(NoticeKind.END, turn, offset, state.played, _heard(state), flushed)
         )
+        self._ended.append((turn, state.segments))
         del self._turns[turn]
+
+    def truncate(self, turn: int, samples: int) -> str | None:
+        """The listener heard only the first ``samples`` of ``turn``: a browser that
+        buffers what it is sent reports how far it really played. From now on the
+        turn's heard text stops there. Returns the text heard up to ``samples``,
+        None if the turn is unknown (never played, or long gone)."""
+        samples = max(0, samples)
+        with self._lock:
+            state = self._turns.get(turn)
+            if state is not None:
+                state.heard_cap = samples if state.heard_cap is None else min(state.heard_cap, samples)
+                return _text_of(state.segments, samples)
+            for ended, segments in self._ended:
+                if ended == turn:
+                    return _text_of(segments, samples)
+        return None
 
     def heard_text(self, turn: int) -> str:
         """The text of what has been played of ``turn`` so far."""
         with self._lock:
             state = self._turns.get(turn)
             return _heard(state) if state else ""
+
+    def played_samples(self, turn: int) -> int:
+        """Samples of ``turn``'s audio played so far (0 once it has ended)."""
+        with self._lock:
+            state = self._turns.get(turn)
+            return state.played if state else 0
 
     def played_s(self, turn: int) -> float:
         """Seconds of ``turn``'s audio played so far (0 once it has ended)."""
@@ -259,9 +288,14 @@ class Speaker:
 
 def _heard(state: _TurnAudio) -> str:
     """Text of the played part; a partly played chunk counts its words pro rata."""
+    played = state.played if state.heard_cap is None else min(state.played, state.heard_cap)
+    return _text_of(state.segments, played)
+
+
+def _text_of(segments: list[tuple[str, int]], played: int) -> str:
     words: list[str] = []
-    remaining = state.played
-    for text, samples in state.segments:
+    remaining = played
+    for text, samples in segments:
         if remaining <= 0:
             break
         part = text.split()

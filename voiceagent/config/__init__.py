@@ -12,6 +12,7 @@ against the directory of the config file (the repository root for the shipped
 
 - ``sections``: the pipeline (audio, VAD, ASR, LLM, TTS, turns, echo, barge-in);
 - ``house``: wake word, MQTT, Home Assistant, the daemon;
+- ``network``: endpoints others connect to (``web:``);
 - ``rooms``: the ``satellites:`` list;
 - ``model``: ``Config`` and each room's view of it (``Config.for_room``);
 - ``loading``: the file, and one-line errors naming the key.
@@ -22,6 +23,7 @@ from voiceagent.config.house import (
 )
 from voiceagent.config.loading import DEFAULT_CONFIG_NAME, config_from_dict, load_config
 from voiceagent.config.model import Config
+from voiceagent.config.network import WebConfig
 from voiceagent.config.rooms import SatelliteConfig
 from voiceagent.config.sections import (
     DEFAULT_BACKCHANNELS, DEFAULT_STOP_PHRASES, AsrConfig, AudioConfig, BargeInConfig, EchoConfig,
@@ -32,5 +34,5 @@ __all__ = [
     "DEFAULT_BACKCHANNELS", "DEFAULT_CONFIG_NAME", "DEFAULT_STOP_PHRASES", "WAKE_MODELS", "WAKE_PHRASES",
     "AsrConfig", "AudioConfig", "BargeInConfig", "Config", "EchoConfig", "HomeAssistantConfig", "LlmConfig",
     "MqttConfig", "MqttTlsConfig", "PcmFormat", "SatelliteConfig", "ServeConfig", "TtsConfig", "TurnConfig",
-    "VadConfig", "WakeConfig", "config_from_dict", "load_config",
+    "VadConfig", "WakeConfig", "WebConfig", "config_from_dict", "load_config",
 ]

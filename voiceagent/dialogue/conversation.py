@@ -329,6 +329,13 @@ class Conversation:
             logger.info("stopped %d repl%s", len(stopping), "y" if len(stopping) == 1 else "ies")
         return len(stopping)
 
+    def truncate(self, turn: int, played_samples: int) -> None:
+        """The listener heard only ``played_samples`` of ``turn``'s reply (a browser
+        reports how far it really played): the history keeps only that."""
+        heard = self.speaker.truncate(turn, played_samples)
+        if heard is not None and self.history.truncate(turn, heard):
+            self._prefill_next()  # the next prompt starts with the corrected history
+
     def _text_turn(self, command: str, text: str, user_text: str) -> Turn:
         self.stop()
         turn = self.turns.open(self.turns.new_id(), user_text)

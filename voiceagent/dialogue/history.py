@@ -31,6 +31,16 @@ class History:
             self._exchanges.clear()
             self._exchanges.extend(ordered)
 
+    def truncate(self, turn: int, heard: str) -> bool:
+        """The user heard only ``heard`` of ``turn``'s reply (fewer words than
+        recorded): keep that. False if the turn is not in the history."""
+        for i, ex in enumerate(self._exchanges):
+            if ex.turn == turn:
+                if len(heard.split()) < len(ex.assistant.split()):
+                    self._exchanges[i] = Exchange(ex.turn, ex.user, heard, interrupted=True)
+                return True
+        return False
+
     @property
     def exchanges(self) -> list[Exchange]:
         return list(self._exchanges)

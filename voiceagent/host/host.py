@@ -16,6 +16,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from voiceagent import __version__
 from voiceagent.config import Config
@@ -51,10 +52,21 @@ class Room:
     """Seconds of audio it ran."""
 
 
+class Service(Protocol):
+    """Something the process serves beside its rooms (the web endpoint), with
+    sessions of its own that come and go."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    @property
+    def idle(self) -> bool: ...
+
+
 @dataclass(eq=False)
 class Host:
     shared: Shared
     rooms: list[Room] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     code: int = 0
     """The exit status: 1 when the watchdog found a model stuck for good."""
@@ -77,6 +89,8 @@ class Host:
                 tg.create_task(self._watch())
                 if self.shared.home is not None:
                     tg.create_task(self.shared.home.run(self.stop))
+                for service in self.services:
+                    tg.create_task(service.run(self.stop))
                 rooms = [tg.create_task(self._run_room(room)) for room in self.rooms]
                 if rooms:
                     await asyncio.wait(rooms)
@@ -119,7 +133,7 @@ class Host:
                 )
                 self.code = 1
                 self.stop.set()
-            if all(room.session.idle for room in self.rooms):
+            if all(room.session.idle for room in self.rooms) and all(s.idle for s in self.services):
                 trimmer.idle()
             else:
                 trimmer.busy()

@@ -20,16 +20,20 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from voiceagent.config import Config, SatelliteConfig
 from voiceagent.errors import ConfigError
 from voiceagent.home.setup import connect_home
 from voiceagent.host.host import Host, share
 from voiceagent.session.build import build_session
+from voiceagent.session.session import Session
 from voiceagent.session.log import ConversationLog
 from voiceagent.stages.loading import load_models
 from voiceagent.transports import Transport, open_transport
+
+if TYPE_CHECKING:
+    from voiceagent.servers.web import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +107,33 @@ async def _serve(cfg, rooms, transports, logs, models, events_file, out) -> int:
         mqtt = f"MQTT {cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else "MQTT off"
         ha = f"Home Assistant {cfg.homeassistant.url}" if cfg.homeassistant.url else "no Home Assistant"
         where = ", ".join(f"{r.session.name} ({r.transport.description})" for r in host.rooms) or "no room"
+        if cfg.web.enabled:
+            web = _web_server(cfg, host, out, events_file)
+            host.services.append(web)
+            asyncio.ensure_future(_announce(web, out))
         if several:
             print(f"voiceagent serve: rooms: {where}", file=out)
         print(f"voiceagent serve: running ({wake}, {mqtt}, {ha}); SIGTERM or Ctrl+C to stop", file=out)
         return await host.run()
     finally:
         host.close()
+
+
+def _web_server(cfg: Config, host: Host, out: TextIO, events_file: TextIO | None) -> "WebServer":
+    """The page and the Realtime API: each connection a session named web-N."""
+    from voiceagent.servers.web import WebServer
+
+    def open_session(name: str) -> Session:
+        return build_session(cfg, SatelliteConfig(name=name), host.shared, display=out, events=events_file,
+                             several=True)
+
+    return WebServer(cfg, open_session, forget=host.shared.models.forget, voice=cfg.resolve(cfg.tts.model).stem)
+
+
+async def _announce(web: "WebServer", out: TextIO) -> None:
+    await web.listening.wait()
+    ws = web.url.replace("http", "ws", 1)
+    print(f"voiceagent serve: web page at {web.url} (OpenAI Realtime API at {ws}v1/realtime)", file=out, flush=True)
 
 
 STOP_WAIT_S = 3.0

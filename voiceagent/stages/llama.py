@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -192,14 +193,21 @@ class SessionCaches:
         self._llm = llm
         self.owner: str | None = None
         self._saved: dict[str, _Saved] = {}
+        self._gone: set[str] = set()
+        """Sessions that ended (``forget``) while the worker may still be in their call."""
+        self._lock = threading.Lock()
         self.swap_ms: deque[float] = deque(maxlen=1000)
         """Milliseconds each of the last swaps took (``summary``)."""
 
     def use(self, session: str) -> None:
+        with self._lock:
+            self._use(session)
+
+    def _use(self, session: str) -> None:
         if session == self.owner:
             return
         start = time.perf_counter()
-        if self.owner is not None:
+        if self.owner is not None and self.owner not in self._gone:
             self._saved[self.owner] = self._save()
         saved = self._saved.pop(session, None)
         if saved is not None:
@@ -207,6 +215,16 @@ class SessionCaches:
         self.owner = session
         self.swap_ms.append(1000 * (time.perf_counter() - start))
         logger.debug("LLM cache now %s's (%.1f ms)", session, self.swap_ms[-1])
+
+    def forget(self, session: str) -> None:
+        """``session`` ended (a browser that closed): its saved cache is dropped, and
+        its cells are not saved when the next session takes the context, even if a
+        call of its own was still on the worker (names are not reused: web-1, web-2...)."""
+        with self._lock:
+            self._gone.add(session)
+            self._saved.pop(session, None)
+            if self.owner == session:
+                self.owner = None
 
     @property
     def saved_bytes(self) -> int:

@@ -55,6 +55,13 @@ class Models:
                 views["end_of_message"] = chat
         return replace(self, **views) if views else self
 
+    def forget(self, session: str) -> None:
+        """``session`` ended for good (a browser closed): drop what the backends keep
+        for it (the LLM's saved cache), so that clients coming and going leak nothing."""
+        caches = getattr(self.chat, "caches", None)
+        if caches is not None:
+            caches.forget(session)
+
 
 def check_model_paths(cfg: Config) -> dict[str, Path]:
     """Absolute model paths, or a one-line error naming the first missing one."""

@@ -1,0 +1,58 @@
+"""Endpoints that other programs and browsers connect to: ``web:`` (the browser
+page and the OpenAI Realtime API)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from voiceagent.config.sections import _Section
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach ``host`` (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+class WebConfig(_Section):
+    """The browser page at ``/`` and the OpenAI Realtime API at ``/v1/realtime``
+    (``voiceagent serve``): each connection is a session of its own."""
+
+    enabled: bool = Field(False, description="serve the page and /v1/realtime")
+    host: str = Field(
+        "127.0.0.1", min_length=1,
+        description="the address to listen on; anything but loopback needs web.token or web.token_file",
+    )
+    port: int = Field(8765, ge=0, le=65535, description="0: any free port (the log says which)")
+    token: str | None = Field(
+        None, min_length=1, description="the bearer token clients must present (Authorization, or the "
+        "openai-insecure-api-key.<token> WebSocket subprotocol from a browser)",
+    )
+    token_file: Path | None = Field(None, description="read the token from this file")
+    tls_cert: Path | None = Field(
+        None, description="a PEM certificate: serve https/wss (a phone's browser opens the microphone "
+        "only on https or localhost)",
+    )
+    tls_key: Path | None = Field(None, description="the certificate's PEM private key")
+    max_sessions: int = Field(4, ge=1, le=64, description="connections beyond this are refused (HTTP 503)")
+    max_message_bytes: int = Field(
+        1 << 20, ge=4096, le=16 << 20,
+        description="a larger client message is answered with an error event and dropped",
+    )
+
+    @model_validator(mode="after")
+    def _exposed_needs_a_token(self) -> "WebConfig":
+        if self.enabled and not is_loopback(self.host) and self.token is None and self.token_file is None:
+            raise ValueError(
+                f"web.host {self.host} is reachable from other machines: set web.token or web.token_file"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set web.tls_cert and web.tls_key together")
+        return self
