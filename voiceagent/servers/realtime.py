@@ -208,7 +208,7 @@ class RealtimeConnection:
         elif kind == "output_audio_buffer.clear":
             self.session.conv.stop()
         else:
-            raise rt.ClientError(f"{kind} is not supported by voiceagent", "unsupported_event", "type",
+            raise rt.ClientError(f"{rt.shown(kind)} is not supported by voiceagent", "unsupported_event", "type",
                                  event.get("event_id"))
 
     def _truncate(self, event: dict[str, Any]) -> None:
@@ -218,7 +218,7 @@ class RealtimeConnection:
         content_index = rt.field(event, "content_index", int, 0)
         turn = _turn_of(item_id, self.ids)
         if turn is None or ms < 0:
-            raise rt.ClientError(f"no assistant audio item {item_id[:80]!r}", "item_not_found", "item_id",
+            raise rt.ClientError(f"no assistant audio item {rt.shown(item_id)}", "item_not_found", "item_id",
                                  event.get("event_id"))
         self.session.conv.truncate(turn, ms * self.rate // 1000)
         self.emit("conversation.item.truncated", item_id=item_id, content_index=content_index, audio_end_ms=ms)

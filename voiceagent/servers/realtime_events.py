@@ -44,6 +44,12 @@ class ClientError(Exception):
         self.event_id = event_id
 
 
+def shown(value: Any) -> str:
+    """A client's value in an error message: short, one line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
     """A client message as an event (a dict with a known ``type``)."""
     size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
@@ -60,7 +66,7 @@ def parse(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
     if not isinstance(kind, str):
         raise ClientError("the event has no type", "invalid_event", "type", event_id)
     if kind not in CLIENT_EVENTS:
-        raise ClientError(f"unknown event type {kind[:80]!r}", "unknown_event", "type", event_id)
+        raise ClientError(f"unknown event type {shown(kind)}", "unknown_event", "type", event_id)
     return event
 
 
@@ -124,7 +130,7 @@ class SessionSettings:
         for key, name in (("input_audio_format", "input_rate"), ("output_audio_format", "output_rate")):
             if key in session:  # the beta API's form: "pcm16" is 24 kHz
                 if session[key] != "pcm16":
-                    raise ClientError(f"session.{key} {session[key]!r}: only pcm16 is taken",
+                    raise ClientError(f"session.{key} {shown(session[key])}: only pcm16 is taken",
                                       "unsupported_audio_format", f"session.{key}", eid)
                 changes[name] = 24000
         if "input_audio_transcription" in session:
@@ -157,11 +163,11 @@ def _rate(fmt: Any, param: str, eid: str | None) -> int:
         fmt = {"type": "audio/pcm"} if fmt == "pcm16" else {"type": fmt}
     if not isinstance(fmt, dict) or fmt.get("type") != "audio/pcm":
         kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-        raise ClientError(f"audio format {kind!r}: only audio/pcm (PCM16) is taken",
+        raise ClientError(f"audio format {shown(kind)}: only audio/pcm (PCM16) is taken",
                           "unsupported_audio_format", param, eid)
     rate = fmt.get("rate", 24000)
     if rate not in RATES:
-        raise ClientError(f"audio rate {rate!r}: 16000 or 24000 are taken", "unsupported_audio_format", param, eid)
+        raise ClientError(f"audio rate {shown(rate)}: 16000 or 24000 are taken", "unsupported_audio_format", param, eid)
     return int(rate)
 
 

@@ -1,0 +1,138 @@
+"""Voice to voice through the web endpoint, beside ``voiceagent run``, on the same recordings.
+
+For each labelled request (``requests.tsv`` of a corpus folder), the official
+``openai`` SDK streams the recording to ``voiceagent serve``'s ``/v1/realtime``
+on loopback in real time (100 ms a message, then silence); the time from the
+labelled end of speech to the first ``response.output_audio.delta`` received is
+its voice-to-voice latency. Then ``voiceagent run`` plays the same file and its
+own ``playback_start`` gives the same measure without the network. Also: the
+word error rate of the endpoint's input transcript.
+
+    .venv/bin/python benchmarks/web_v2v.py --speech ../shared/speech [--json F] [--limit N]
+
+Both paths use the same config (the repository's) and the same models; run them
+on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from voiceagent.bench.realtime_client import talk  # noqa: E402
+from voiceagent.bench.recordings import read_tables  # noqa: E402
+from voiceagent.bench.wer import wer  # noqa: E402
+
+TOKEN = "bench-token"
+
+
+def _config(work: Path, port: int) -> Path:
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for section in ("asr", "llm", "tts", "turn"):
+        cfg[section]["model"] = str(ROOT / cfg[section]["model"])
+    cfg["web"] = {"enabled": True, "port": port, "token": TOKEN}
+    cfg["mqtt"] = {"enabled": False}
+    cfg["satellites"] = []
+    path = work / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def through_web(rows, work: Path) -> list[dict]:
+    port = _port()
+    log = open(work / "serve.log", "w+b")
+    proc = subprocess.Popen([sys.executable, "-m", "voiceagent", "serve", "-c", str(_config(work, port))],
+                            stderr=log, stdout=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while b"web page at" not in (work / "serve.log").read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit((work / "serve.log").read_text()[-2000:])
+            time.sleep(0.2)
+        results = []
+        for row in rows:
+            audio, rate = sf.read(row.path, dtype="float32")
+            run = asyncio.run(talk(f"http://127.0.0.1:{port}", TOKEN, audio, rate=rate, tail_s=4.0))
+            first = run.first_audio(after=row.start_s)
+            done = run.of("conversation.item.input_audio_transcription.completed")
+            heard = done[0][1]["transcript"] if done else ""
+            results.append({
+                "name": row.name, "v2v_ms": None if first is None else round(1000 * (first - row.end_s)),
+                "wer": round(wer(row.transcript, heard), 3), "heard": heard,
+            })
+            print(f"web  {row.name:28s} {results[-1]['v2v_ms']} ms  {heard!r}", flush=True)
+        return results
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+def through_run(rows, work: Path) -> list[dict]:
+    results = []
+    for row in rows:
+        events_path = work / f"{row.name}.jsonl"
+        subprocess.run([sys.executable, "-m", "voiceagent", "run", "-i", str(row.path), "-o", str(work / "out.wav"),
+                        "-e", str(events_path)], check=True, capture_output=True, cwd=ROOT)
+        events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
+        start = next((e["t"] for e in events if e["type"] == "playback_start" and e["t"] > row.start_s), None)
+        results.append({"name": row.name, "v2v_ms": None if start is None else round(1000 * (start - row.end_s))})
+        print(f"run  {row.name:28s} {results[-1]['v2v_ms']} ms", flush=True)
+    return results
+
+
+def summary(results: list[dict]) -> dict:
+    values = sorted(r["v2v_ms"] for r in results if r["v2v_ms"] is not None)
+    if not values:
+        return {"answered": 0, "of": len(results)}
+    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    return {"answered": len(values), "of": len(results), "p50_ms": statistics.median(values), "p95_ms": p95,
+            "max_ms": values[-1]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speech", type=Path, default=ROOT.parent / "shared" / "speech")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N requests")
+    args = ap.parse_args()
+    rows = [r for r in read_tables(args.speech) if r.table == "requests.tsv"]
+    rows = rows[: args.limit] if args.limit else rows
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        web = through_web(rows, work)
+        run = through_run(rows, work)
+    report = {
+        "web": summary(web), "run": summary(run),
+        "web_wer": round(float(np.mean([r["wer"] for r in web])), 3),
+        "per_file": [{**w, "run_v2v_ms": r["v2v_ms"]} for w, r in zip(web, run)],
+    }
+    print(json.dumps({k: v for k, v in report.items() if k != "per_file"}, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
