@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := libportaudio2 espeak-ng sox pulseaudio pulseaudio-utils \
-	libasound2-plugins mosquitto mosquitto-clients openssl
+	libasound2-plugins mosquitto mosquitto-clients openssl chromium
 # llama.cpp compiled natively crashes (SIGSEGV in the AMX kernels) on CPUs that
 # report AMX inside VMs that do not support it; build for AVX2 instead. On a
 # CUDA machine: make LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" ...

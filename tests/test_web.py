@@ -351,3 +351,41 @@ def test_a_client_faster_than_real_time_is_paced_and_a_flood_refused(tmp_path):
     heard, flooded = asyncio.run(go())
     assert 0.4 <= heard <= 0.5 + 0.2 + 0.06  # real time plus the lead, not 2 s at once
     assert flooded is False
+
+
+def test_the_history_keeps_only_what_the_client_played(tmp_path):
+    """A browser buffers what it is sent: its truncate (audio_end_ms) is what was heard."""
+
+    async def go():
+        async with _server(tmp_path) as server:
+            async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
+                await ws.send(json.dumps({"type": "response.create"}))
+                done = (await _events(ws, "response.done"))[-1]["response"]
+                item_id = done["output"][0]["id"]
+                session = next(iter(server.connections.values())).session
+                before = session.conv.history.exchanges[-1].assistant
+                # 0.4 s of the 16 kHz session's 50 ms words: 8 of them
+                await ws.send(json.dumps({"type": "conversation.item.truncate", "item_id": item_id,
+                                          "content_index": 0, "audio_end_ms": 400}))
+                truncated = (await _events(ws, "conversation.item.truncated"))[-1]
+                return done, before, session.conv.history.exchanges[-1], truncated
+
+    done, before, after, truncated = asyncio.run(go())
+    assert done["status"] == "completed" and before == REPLY.strip()
+    assert after.assistant == " ".join(REPLY.split()[:8]) and after.interrupted
+    assert truncated["audio_end_ms"] == 400
+
+
+def test_a_truncate_during_the_reply_caps_what_it_will_say_was_heard():
+    speaker = Speaker(16000)
+    speaker.enqueue(1, np.full(16000, 0.2, np.float32), "one two three four five six seven eight nine ten")
+    speaker.finish(1)
+    speaker.pull(8000)  # half sent to the client
+    assert speaker.truncate(1, 4000) == "one two"  # it played a quarter
+    _, notices = speaker.pull(8000)
+    [end] = [n for n in notices if n.kind == "end"]
+    assert end.heard == "one two"
+    assert speaker.truncate(1, 1600) == "one"  # after the end too
+    assert speaker.truncate(7, 100) is None

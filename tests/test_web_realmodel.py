@@ -7,50 +7,22 @@ cancelled, and what they said transcribed), and a wrong token refused."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 
 import numpy as np
 import pytest
 
-from tests.support.cli import start
-from tests.support.config import write_config
 from tests.support.speech import Clip, real, require_models, speech_of, word_error_rate
+from tests.support.web import TOKEN, web_serve
 from voiceagent.bench.realtime_client import RATE, talk
 
 pytestmark = pytest.mark.realmodel
 
-TOKEN = "a-token-for-the-web-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``voiceagent serve`` with only the web endpoint, until the module is done."""
     require_models()
-    tmp = tmp_path_factory.mktemp("web")
-    port = free_port()
-    config = write_config(
-        tmp, web={"enabled": True, "port": port, "token": TOKEN, "max_sessions": 2},
-        mqtt={"enabled": False}, satellites=[], log_level="info",
-    )
-    log = open(tmp / "stderr.log", "w+b")
-    proc = start("serve", "-c", str(config), stderr=log, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while b"web page at" not in (tmp / "stderr.log").read_bytes():
-        assert proc.poll() is None, (tmp / "stderr.log").read_text()
-        assert time.monotonic() < deadline, "the endpoint never listened"
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}", tmp / "stderr.log"
-    proc.terminate()
-    assert proc.wait(15) == 0, (tmp / "stderr.log").read_text()[-3000:]
-    log.close()
+    with web_serve(tmp_path_factory.mktemp("web"), max_sessions=2) as found:
+        yield found
 
 
 def _with_interruption(request: Clip, other: Clip, after_s: float) -> tuple[np.ndarray, float, float]:

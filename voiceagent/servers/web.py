@@ -104,7 +104,7 @@ class WebServer:
             return self._admit(connection, request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return _text(HTTPStatus.NOT_FOUND, f"the WebSocket endpoint is {PATH}\n")
-        name = "index.html" if path == "/" else path.lstrip("/")
+        name = {"/": "index.html", "/favicon.ico": "icon.svg"}.get(path, path.lstrip("/"))
         file = STATIC / name
         if "/" in name or file.suffix not in TYPES or not file.is_file():
             return _text(HTTPStatus.NOT_FOUND, "not found\n")

@@ -1,0 +1,50 @@
+"""``voiceagent serve`` with only its web endpoint (``web:``, ``satellites: []``),
+as the web tests use it: real models, a token, a free port on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+from tests.support.cli import start
+from tests.support.config import write_config
+
+TOKEN = "a-token-for-the-web-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def web_serve(tmp: Path, **web: object) -> Iterator[tuple[str, Path]]:
+    """Yields the base URL (``http://127.0.0.1:PORT``) and the daemon's stderr log,
+    once the endpoint listens; stops it (SIGTERM, exit 0) afterwards."""
+    port = free_port()
+    config = write_config(
+        tmp, web={"enabled": True, "port": port, "token": TOKEN, **web},
+        mqtt={"enabled": False}, satellites=[], log_level="info",
+    )
+    path = tmp / "stderr.log"
+    log = open(path, "w+b")
+    proc = start("serve", "-c", str(config), stderr=log, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while b"web page at" not in path.read_bytes():
+            assert proc.poll() is None, path.read_text()
+            assert time.monotonic() < deadline, "the endpoint never listened"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", path
+        proc.terminate()
+        assert proc.wait(15) == 0, path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
