@@ -329,7 +329,7 @@ def test_the_clock_hears_a_silent_client_as_silence_and_a_streaming_one_whole(tm
     loud = [i for i, (_, peak) in enumerate(blocks) if peak > 0.4]
     assert len(loud) == 50  # every sample heard
     assert loud == list(range(loud[0], loud[0] + 50))  # in one piece: no silence pushed into it
-    assert len(sent) == len(blocks)  # one output block per input block
+    assert 0 <= len(sent) - len(blocks) <= 10  # one output block per input block, sent up to 0.2 s before it
     times = [t for t, _ in blocks]
     assert times == sorted(times) and np.allclose(np.diff(times), 0.02)
 

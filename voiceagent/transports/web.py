@@ -15,8 +15,10 @@ makes that clock:
   messages (``gap_s``), the session hears silence from then on, in real time:
   the end of the user's speech is heard even if the client stops sending with
   it; ``input_done`` (the client's commit) says so at once;
-- each input block processed pulls one block of the reply, handed to ``send``
-  with the speaker's playback notices (the start and end of each turn's audio).
+- one block of the reply is pulled per block period, in real time, and handed
+  at once to ``send`` with the speaker's playback notices (the start and end of
+  each turn's audio); each is paired with an input block, and its notices given
+  to the session with it, when that block arrives (at most ``LEAD_S`` later).
 
 The client's own echo cancellation (a browser's) has removed the reply from what
 it sends, so no canceller runs here; the barge-in gate measures what is left.
@@ -75,6 +77,9 @@ class NetworkTransport:
         """The client said its input ended for now (commit): silence from now on."""
         self._closed = False
         self.blocks = 0
+        """Input blocks heard so far."""
+        self._ahead: deque[list[PlaybackNotice]] = deque()
+        """Notices of output blocks already pulled and sent, waiting for their input block."""
 
     # ------------------------------------------------------------- the client
 
@@ -126,13 +131,20 @@ class NetworkTransport:
         dur = self.n / self.rate
         start = loop.time()
         speaker.echo_path = False  # the client cancelled it; the gate measures what is left
+        ahead_max = max(1, int(LEAD_S / dur))
         while not stop.is_set() and not self._closed:
             now = loop.time()
+            # The reply goes out in real time even while the client's next message is
+            # on its way (a client sending 100 ms at a time would otherwise hear it
+            # up to 100 ms late): a block pulled now is paired with its input later.
+            while len(self._ahead) < ahead_max and start + (self.blocks + len(self._ahead) + 1) * dur <= now:
+                self._ahead.append(self._pull(speaker))
             due = start + (self.blocks + 1) * dur
             """When block k's last sample was captured, in real time."""
+            next_pull = start + (self.blocks + len(self._ahead) + 1) * dur if len(self._ahead) < ahead_max else None
             if self._buffered >= self.n:
                 if due - LEAD_S > now:
-                    await self._wait(due - LEAD_S - now, stop)
+                    await self._wait(min(due - LEAD_S, next_pull or due) - now, stop)
                     continue
                 block = self._take(self.n)
             else:
@@ -141,7 +153,7 @@ class NetworkTransport:
                     silent_since = now
                 wake = max(due, silent_since)
                 if wake > now:
-                    await self._wait(wake - now, stop)
+                    await self._wait(min(wake, next_pull or wake) - now, stop)
                     continue
                 block = self._take(self._buffered)  # the tail the client sent, then silence
                 if block.size < self.n:
@@ -150,13 +162,19 @@ class NetworkTransport:
             await asyncio.sleep(0)  # a backlog must not starve the other sessions
         return self.blocks * dur
 
-    def _step(self, block: np.ndarray, handler: BlockHandler, speaker: Speaker, clock: Clock, dur: float) -> None:
-        t = self.blocks * dur
+    def _pull(self, speaker: Speaker) -> list[PlaybackNotice]:
+        """The next block of the reply, sent at once; its notices wait for its input block."""
         out, notices = speaker.pull(self.n)
+        self.send(out, notices)
+        return notices
+
+    def _step(self, block: np.ndarray, handler: BlockHandler, speaker: Speaker, clock: Clock, dur: float) -> None:
+        """Input block k with the output block played while it was captured."""
+        t = self.blocks * dur
+        notices = self._ahead.popleft() if self._ahead else self._pull(speaker)
         clock.advance(t + dur)
         for notice in notices:
             handler.on_playback(notice, t + dur + notice.offset / self.rate)
-        self.send(out, notices)
         handler.on_block(block, t)
         self.blocks += 1
 
