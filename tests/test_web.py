@@ -389,3 +389,48 @@ def test_a_truncate_during_the_reply_caps_what_it_will_say_was_heard():
     assert end.heard == "one two"
     assert speaker.truncate(1, 1600) == "one"  # after the end too
     assert speaker.truncate(7, 100) is None
+
+
+def test_a_taken_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    from voiceagent.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = _cfg(tmp_path, port=port)
+        server = WebServer(cfg, lambda name: None)  # type: ignore[arg-type,return-value]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            asyncio.run(server.run(asyncio.Event()))
+
+
+def test_https_and_wss_with_the_configured_certificate(tmp_path):
+    """A phone's browser opens the microphone only on https: the page and the API over TLS."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (make test installs it)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    trust = ssl.create_default_context(cafile=str(cert))
+
+    async def go():
+        import httpx
+
+        async with _server(tmp_path, tls_cert=str(cert), tls_key=str(key)) as server:
+            async with httpx.AsyncClient(verify=trust) as client:
+                page = await client.get(f"https://127.0.0.1:{server.port}/")
+            url = f"wss://127.0.0.1:{server.port}/v1/realtime"
+            async with connect(url, ssl=trust, additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                               origin=f"https://127.0.0.1:{server.port}") as ws:
+                created = await _events(ws, "session.created")
+            return page.status_code, created[-1]["type"], server.url
+
+    status, created, url = asyncio.run(go())
+    assert (status, created) == (200, "session.created") and url.startswith("https://")

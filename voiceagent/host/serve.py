@@ -33,7 +33,7 @@ from voiceagent.stages.loading import load_models
 from voiceagent.transports import Transport, open_transport
 
 if TYPE_CHECKING:
-    from voiceagent.servers.web import WebServer
+    from voiceagent.servers.web import Credentials, WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
             path = rcfg.serve.conversation_log
             logs.append(ConversationLog(rcfg.resolve(path), room.name if several else None) if path else None)
         events_file = open(opts.events, "w", encoding="utf-8") if opts.events else None
+        credentials = _web_credentials(cfg)
         models = load_models(cfg)
-        code = asyncio.run(_serve(cfg, rooms, transports, logs, models, events_file, out))
+        code = asyncio.run(_serve(cfg, rooms, transports, logs, models, events_file, out, credentials))
     finally:
         for log in logs:
             if log is not None:
@@ -94,7 +95,7 @@ def run_serve(cfg: Config, opts: ServeOptions, out: TextIO = sys.stderr) -> int:
     return code
 
 
-async def _serve(cfg, rooms, transports, logs, models, events_file, out) -> int:  # type: ignore[no-untyped-def]
+async def _serve(cfg, rooms, transports, logs, models, events_file, out, credentials) -> int:  # type: ignore[no-untyped-def]
     host = Host(share(cfg, models, connect_home(cfg)))
     several = cfg.satellites is not None
     try:
@@ -108,7 +109,7 @@ async def _serve(cfg, rooms, transports, logs, models, events_file, out) -> int:
         ha = f"Home Assistant {cfg.homeassistant.url}" if cfg.homeassistant.url else "no Home Assistant"
         where = ", ".join(f"{r.session.name} ({r.transport.description})" for r in host.rooms) or "no room"
         if cfg.web.enabled:
-            web = _web_server(cfg, host, out, events_file)
+            web = _web_server(cfg, host, out, events_file, credentials)
             host.services.append(web)
             asyncio.ensure_future(_announce(web, out))
         if several:
@@ -119,7 +120,16 @@ async def _serve(cfg, rooms, transports, logs, models, events_file, out) -> int:
         host.close()
 
 
-def _web_server(cfg: Config, host: Host, out: TextIO, events_file: TextIO | None) -> "WebServer":
+def _web_credentials(cfg: Config) -> "Credentials | None":
+    if not cfg.web.enabled:
+        return None
+    from voiceagent.servers.web import Credentials
+
+    return Credentials.read(cfg)
+
+
+def _web_server(cfg: Config, host: Host, out: TextIO, events_file: TextIO | None,
+                credentials: "Credentials | None") -> "WebServer":
     """The page and the Realtime API: each connection a session named web-N."""
     from voiceagent.servers.web import WebServer
 
@@ -127,7 +137,8 @@ def _web_server(cfg: Config, host: Host, out: TextIO, events_file: TextIO | None
         return build_session(cfg, SatelliteConfig(name=name), host.shared, display=out, events=events_file,
                              several=True)
 
-    return WebServer(cfg, open_session, forget=host.shared.models.forget, voice=cfg.resolve(cfg.tts.model).stem)
+    return WebServer(cfg, open_session, forget=host.shared.models.forget, voice=cfg.resolve(cfg.tts.model).stem,
+                     credentials=credentials)
 
 
 async def _announce(web: "WebServer", out: TextIO) -> None:

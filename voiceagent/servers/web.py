@@ -23,6 +23,7 @@ import hmac
 import itertools
 import logging
 import ssl
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Callable
@@ -54,16 +55,31 @@ OpenSession = Callable[[str], Session]
 """Builds the session named so (the caller's ``build_session`` over the shared models)."""
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What ``web:`` needs from files, read before the models load (so a bad
+    token file or certificate is a one-line error at once, not a minute later)."""
+
+    token: str | None
+    ssl: ssl.SSLContext | None
+
+    @classmethod
+    def read(cls, cfg: Config) -> "Credentials":
+        return cls(cfg.secret(cfg.web.token, cfg.web.token_file, "web.token"),
+                   _ssl_context(cfg) if cfg.web.tls_cert else None)
+
+
 class WebServer:
     def __init__(self, cfg: Config, open_session: OpenSession, forget: Callable[[str], None] = lambda name: None,
-                 voice: str = "voiceagent") -> None:
+                 voice: str = "voiceagent", credentials: Credentials | None = None) -> None:
         self.cfg = cfg
         self.web = cfg.web
         self.open_session = open_session
         self.forget = forget
         self.voice = voice
-        self.token = cfg.secret(cfg.web.token, cfg.web.token_file, "web.token")
-        self.ssl = _ssl_context(cfg) if cfg.web.tls_cert else None
+        credentials = credentials or Credentials.read(cfg)
+        self.token = credentials.token
+        self.ssl = credentials.ssl
         self.connections: dict[str, RealtimeConnection] = {}
         self._numbers = itertools.count(1)
         self.port: int | None = None
@@ -83,11 +99,18 @@ class WebServer:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop``; then every session ends and its client is told."""
         self._stop = stop
-        async with serve(
-            self._connection, self.web.host, self.web.port, ssl=self.ssl,
-            process_request=self._http, select_subprotocol=_subprotocol, compression=None,
-            max_size=HARD_MAX_BYTES, server_header=None, ping_interval=20, ping_timeout=20,
-        ) as server:
+        try:
+            server = await serve(
+                self._connection, self.web.host, self.web.port, ssl=self.ssl,
+                process_request=self._http, select_subprotocol=_subprotocol, compression=None,
+                max_size=HARD_MAX_BYTES, server_header=None, ping_interval=20, ping_timeout=20,
+            )
+        except OSError as err:
+            raise ConfigError(
+                f"web: cannot listen on {self.web.host}:{self.web.port}: {err.strerror or err}",
+                "set web.host and web.port to a free address of this machine",
+            ) from None
+        async with server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self.listening.set()
             logger.info("web page and Realtime API at %s (%s)", self.url, PATH)
