@@ -59,7 +59,39 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def through_web(rows, work: Path) -> list[dict]:
+PAIRS = [("req_wealth_tax", "read_birch_canoe"), ("req_cards_hand", "read_child_dog"),
+         ("req_forever", "read_dashwood"), ("req_go_forward", "read_expression"),
+         ("read_amiable_woman", "req_cards_five_five"), ("req_cards_four_queen", "read_drop_the_two"),
+         ("req_cards_ten_of_clubs", "read_ill_disposed"), ("read_amiable_himself", "req_go_somewhere")]
+"""(request, interruption): different people."""
+
+
+def interruption(first, second, port: int, after_s: float = 2.0) -> dict:
+    a, rate = sf.read(first.path, dtype="float32")
+    b, _ = sf.read(second.path, dtype="float32")
+    cut = b[max(0, int((second.start_s - 0.05) * rate)):]
+    gap = max(0.0, first.end_s + after_s - a.size / rate - 0.05)
+    onset = a.size / rate + gap + 0.05
+    audio = np.concatenate([a, np.zeros(int(gap * rate), np.float32), cut])
+    run = asyncio.run(talk(f"http://127.0.0.1:{port}", TOKEN, audio, rate=rate, tail_s=5.0))
+    started = run.first("input_audio_buffer.speech_started", after=onset - 0.3)
+    done = run.first("response.done", after=started[0]) if started else None
+    cancelled = done is not None and done[1]["response"]["status"] == "cancelled"
+    last_audio = max((t for t, _ in run.audio_at if onset <= t <= (done[0] if done else onset)), default=None)
+    heard = [e["transcript"] for t, e in run.of("conversation.item.input_audio_transcription.completed") if t > onset]
+    result = {
+        "pair": f"{first.name}+{second.name}",
+        "speech_started_ms": round(1000 * (started[0] - onset)) if started else None,
+        "audio_stopped_ms": round(1000 * (last_audio - onset)) if last_audio is not None and cancelled else None,
+        "cancelled_ms": round(1000 * (done[0] - onset)) if cancelled else None,
+        "status": done[1]["response"]["status"] if done else None,
+        "wer": round(wer(second.transcript, heard[0]), 3) if heard else 1.0,
+    }
+    print("barge", json.dumps(result), flush=True)
+    return result
+
+
+def through_web(rows, all_rows, work: Path) -> tuple[list[dict], list[dict]]:
     port = _port()
     log = open(work / "serve.log", "w+b")
     proc = subprocess.Popen([sys.executable, "-m", "voiceagent", "serve", "-c", str(_config(work, port))],
@@ -71,6 +103,7 @@ def through_web(rows, work: Path) -> list[dict]:
                 raise SystemExit((work / "serve.log").read_text()[-2000:])
             time.sleep(0.2)
         results = []
+        rows_by_name = {r.name: r for r in all_rows}
         for row in rows:
             audio, rate = sf.read(row.path, dtype="float32")
             run = asyncio.run(talk(f"http://127.0.0.1:{port}", TOKEN, audio, rate=rate, tail_s=4.0))
@@ -82,7 +115,9 @@ def through_web(rows, work: Path) -> list[dict]:
                 "wer": round(wer(row.transcript, heard), 3), "heard": heard,
             })
             print(f"web  {row.name:28s} {results[-1]['v2v_ms']} ms  {heard!r}", flush=True)
-        return results
+        interrupted = [interruption(rows_by_name[a], rows_by_name[b], port) for a, b in PAIRS
+                       if a in rows_by_name and b in rows_by_name]
+        return results, interrupted
     finally:
         proc.terminate()
         proc.wait(20)
@@ -117,18 +152,19 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--limit", type=int, default=0, help="only the first N requests")
     args = ap.parse_args()
-    rows = [r for r in read_tables(args.speech) if r.table == "requests.tsv"]
-    rows = rows[: args.limit] if args.limit else rows
+    all_rows = [r for r in read_tables(args.speech) if r.table == "requests.tsv"]
+    rows = all_rows[: args.limit] if args.limit else all_rows
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        web = through_web(rows, work)
+        web, interrupted = through_web(rows, all_rows if not args.limit else [], work)
         run = through_run(rows, work)
     report = {
         "web": summary(web), "run": summary(run),
         "web_wer": round(float(np.mean([r["wer"] for r in web])), 3),
+        "interruptions": interrupted,
         "per_file": [{**w, "run_v2v_ms": r["v2v_ms"]} for w, r in zip(web, run)],
     }
-    print(json.dumps({k: v for k, v in report.items() if k != "per_file"}, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("per_file", "interruptions")}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

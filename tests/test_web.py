@@ -434,3 +434,25 @@ def test_https_and_wss_with_the_configured_certificate(tmp_path):
 
     status, created, url = asyncio.run(go())
     assert (status, created) == (200, "session.created") and url.startswith("https://")
+
+
+def test_the_token_never_reaches_the_log(tmp_path, caplog):
+    import logging
+
+    async def go():
+        async with _server(tmp_path) as server:
+            for protocols, headers in ((None, {"Authorization": f"Bearer {TOKEN}"}),
+                                       (["realtime", f"openai-insecure-api-key.{TOKEN}"], {})):
+                async with connect(_ws(server), subprotocols=protocols, additional_headers=headers) as ws:
+                    await _events(ws, "session.created")
+                await _gone(server)
+            with contextlib.suppress(websockets.InvalidStatus):
+                async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}x"}):
+                    pass
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(go())
+    served = [r for r in caplog.records if not r.name.startswith("websockets.client")]  # not the test's own
+    text = "\n".join(r.getMessage() for r in served)
+    assert "Authorization" in text  # the server's headers were logged, at debug level
+    assert TOKEN not in text

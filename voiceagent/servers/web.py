@@ -51,6 +51,22 @@ HARD_MAX_BYTES = 32 << 20
 """websockets drops a connection whose message is over this; under it, a message
 over ``web.max_message_bytes`` gets an error event and the session goes on."""
 
+SECRET_HEADERS = frozenset({"authorization", "sec-websocket-protocol", "cookie"})
+"""Headers that carry the token: websockets logs every header at debug level."""
+
+
+class _RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() in SECRET_HEADERS:
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+ws_logger = logging.getLogger(__name__ + ".websocket")
+"""websockets' own log lines, with the token's headers redacted (log_level: debug)."""
+ws_logger.addFilter(_RedactSecrets())
+
 OpenSession = Callable[[str], Session]
 """Builds the session named so (the caller's ``build_session`` over the shared models)."""
 
@@ -104,6 +120,7 @@ class WebServer:
                 self._connection, self.web.host, self.web.port, ssl=self.ssl,
                 process_request=self._http, select_subprotocol=_subprotocol, compression=None,
                 max_size=HARD_MAX_BYTES, server_header=None, ping_interval=20, ping_timeout=20,
+                logger=ws_logger,
             )
         except OSError as err:
             raise ConfigError(
