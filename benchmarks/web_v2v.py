@@ -151,13 +151,16 @@ def main() -> int:
     ap.add_argument("--speech", type=Path, default=ROOT.parent / "shared" / "speech")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--limit", type=int, default=0, help="only the first N requests")
+    ap.add_argument("--interruptions-only", action="store_true", help="only the pairs, not v2v")
     args = ap.parse_args()
     all_rows = [r for r in read_tables(args.speech) if r.table == "requests.tsv"]
     rows = all_rows[: args.limit] if args.limit else all_rows
+    if args.interruptions_only:
+        rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         web, interrupted = through_web(rows, all_rows if not args.limit else [], work)
-        run = through_run(rows, work)
+        run = through_run(rows, work) if rows else []
     report = {
         "web": summary(web), "run": summary(run),
         "web_wer": round(float(np.mean([r["wer"] for r in web])), 3),

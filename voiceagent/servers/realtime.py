@@ -135,10 +135,13 @@ class RealtimeConnection:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait([reader, audio, writer, closed, stopped], return_when=asyncio.FIRST_COMPLETED)
-            for task in (reader, writer, audio):
+            for task in (reader, writer):  # the client went: that is how connections end
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     err = task.exception()
-                    logger.info("%s: %s", self.name, f"connection ended ({type(err).__name__}: {err})")
+                    logger.info("%s: connection ended (%s: %s)", self.name, type(err).__name__, err)
+            if audio.done() and not audio.cancelled() and audio.exception() is not None:
+                logger.error("%s: the session failed; closing its connection", self.name,
+                             exc_info=audio.exception())
         finally:
             self.closed.set()
             self.transport.close()  # the session's clock stops at its next block
@@ -338,7 +341,7 @@ class RealtimeConnection:
         if resp.started:
             if self._out_rs is not None:  # the resampler's tail, then a fresh one for the next reply
                 tail = self._out_rs.resample_chunk(np.zeros(0, np.float32), last=True)
-                if tail.size:
+                if tail.size and status == "completed":  # a cut reply's last few ms were never heard
                     self.emit("response.output_audio.delta", response_id=resp.id, item_id=resp.item_id,
                               output_index=0, content_index=0, delta=rt.encode_pcm16(tail))
                 self._out_rs = self._resampler(self.rate, self.settings.output_rate)
