@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import voiceagent
-from voiceagent.config import Config, load_config
+from voiceagent.config import Config, config_from_dict, load_config
 from voiceagent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +91,19 @@ def test_a_secret_file_others_can_read_is_warned_about_once(tmp_path: Path, capl
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and "loose-token" in warned[0] and "644" in warned[0] and "chmod 600" in warned[0]
     assert "secret-value" not in warned[0]
+
+
+def test_a_config_written_elsewhere_finds_the_project_models(tmp_path):
+    from voiceagent.config.model import PROJECT_DIR
+
+    cfg = config_from_dict({}, tmp_path)
+    default = cfg.asr.model
+    assert not (tmp_path / default).exists()
+    found = cfg.resolve_model(default)
+    if (PROJECT_DIR / default).exists():  # make pulled them
+        assert found == (PROJECT_DIR / default).resolve()
+    else:
+        assert found == (tmp_path / default).resolve()  # the error will name where it looked first
+    (tmp_path / default).mkdir(parents=True)
+    assert cfg.resolve_model(default) == (tmp_path / default).resolve()  # beside the config wins
+    assert cfg.resolve_model(tmp_path / "none") == tmp_path / "none"  # absolute: as given

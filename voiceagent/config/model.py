@@ -23,6 +23,8 @@ _WARNED_READABLE: set[Path] = set()
 """Secret files already warned about (the config reads a secret more than once)."""
 
 DEFAULT_SATELLITE = "default"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+"""The repository (or installation) the package runs from: where ``make`` pulls ``models/``."""
 
 
 class Config(_Section):
@@ -95,6 +97,20 @@ class Config(_Section):
         """An absolute path for a (possibly relative) path from the config."""
         path = Path(path).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def resolve_model(self, path: Path) -> Path:
+        """A model's path: relative to the config file, or, where it is not there, to
+        the project's own folder (``models/`` of the repository), so that a config
+        written elsewhere (``/etc/voiceagent``, a test's temporary folder) finds the
+        models that ``make`` pulled without naming them."""
+        found = self.resolve(path)
+        if found.exists() or Path(path).expanduser().is_absolute():
+            return found
+        installed = (PROJECT_DIR / path).resolve()
+        if installed.exists():
+            logger.info("%s is not beside the config: using %s", path, installed)
+            return installed
+        return found
 
     def secret(self, value: str | None, file: Path | None, key: str) -> str | None:
         """A password or key given in the config (``key``) or in a file (``key_file``,

@@ -65,11 +65,11 @@ class Models:
 
 def check_model_paths(cfg: Config) -> dict[str, Path]:
     """Absolute model paths, or a one-line error naming the first missing one."""
-    paths = {"asr": cfg.resolve(cfg.asr.model), "tts": cfg.resolve(cfg.tts.model)}
+    paths = {"asr": cfg.resolve_model(cfg.asr.model), "tts": cfg.resolve_model(cfg.tts.model)}
     if cfg.llm.backend == "llama":
-        paths["llm"] = cfg.resolve(cfg.llm.model)
+        paths["llm"] = cfg.resolve_model(Path(cfg.llm.model))
     if cfg.turn.end_model == "smart-turn":
-        paths["turn"] = cfg.resolve(cfg.turn.model)
+        paths["turn"] = cfg.resolve_model(cfg.turn.model)
     for role, path in paths.items():
         if not path.exists():
             raise missing_model_error(path, role)
