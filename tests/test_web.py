@@ -62,6 +62,7 @@ async def _server(tmp_path: Path, **web):
     task = asyncio.ensure_future(server.run(stop))
     await asyncio.wait_for(server.listening.wait(), 5)
     server.forgotten = forgotten  # type: ignore[attr-defined]
+    server.stopper = stop  # type: ignore[attr-defined]
     try:
         yield server
     finally:
@@ -456,3 +457,21 @@ def test_the_token_never_reaches_the_log(tmp_path, caplog):
     text = "\n".join(r.getMessage() for r in served)
     assert "Authorization" in text  # the server's headers were logged, at debug level
     assert TOKEN not in text
+
+
+def test_a_stop_ends_the_reply_and_tells_the_client(tmp_path):
+    async def go():
+        async with _server(tmp_path) as server:
+            async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
+                await ws.send(json.dumps({"type": "response.create"}))
+                await _events(ws, "response.output_audio.delta")
+                server.stopper.set()  # type: ignore[attr-defined]  # SIGTERM, as serve has it
+                done = (await _events(ws, "response.done"))[-1]
+                with pytest.raises(websockets.ConnectionClosed):
+                    await _events(ws, "never")
+                return done, ws.close_code
+
+    done, code = asyncio.run(go())
+    assert done["response"]["status"] == "cancelled" and code == 1001

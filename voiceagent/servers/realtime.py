@@ -149,9 +149,16 @@ class RealtimeConnection:
                 task.cancel()
             await asyncio.gather(audio, return_exceptions=True)
             await self.session.aclose()
+            if not writer.done():  # the client is still there: its replies end, then the socket
+                for resp in list(self._responses.values()):
+                    self._out.put_nowait(json.dumps({
+                        "type": "response.done", "event_id": self.ids.event(),
+                        "response": rt.response(resp.id, "cancelled", [], "shutdown")}))
             self._out.put_nowait(None)
             try:
                 await asyncio.wait_for(writer, 1.0)
+                if stop.is_set():
+                    await self.ws.close(1001, "voiceagent is stopping")
             except (TimeoutError, Exception):  # a client gone mid-send: nothing more to tell it
                 writer.cancel()
 

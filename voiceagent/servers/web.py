@@ -19,6 +19,7 @@ Who gets in is decided at the upgrade, before a session exists:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
 import logging
@@ -46,6 +47,8 @@ STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
 PATH = "/v1/realtime"
+CLOSE_WAIT_S = 1.5
+"""Seconds the sessions have, at the stop, to end their replies and tell their clients."""
 KEY_PROTOCOL = "openai-insecure-api-key."
 HARD_MAX_BYTES = 32 << 20
 """websockets drops a connection whose message is over this; under it, a message
@@ -133,8 +136,11 @@ class WebServer:
             logger.info("web page and Realtime API at %s (%s)", self.url, PATH)
             await stop.wait()
             for conn in list(self.connections.values()):
-                conn.closed.set()  # each session ends, then its socket closes
-            await asyncio.sleep(0)
+                conn.closed.set()  # each session ends and tells its client, then its socket closes
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    while self.connections:
+                        await asyncio.sleep(0.02)
 
     # ------------------------------------------------------------ HTTP
 
