@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -65,11 +65,6 @@ class _Response:
     cancel_requested: bool = False
 
 
-@dataclass
-class _Partials:
-    text: dict[int, str] = field(default_factory=dict)
-
-
 class RealtimeConnection:
     def __init__(self, ws: Socket, name: str, model: str, rate: int, voice: str, max_message_bytes: int) -> None:
         self.ws = ws
@@ -86,7 +81,8 @@ class RealtimeConnection:
         self._out: asyncio.Queue[str | None] = asyncio.Queue()
         self._responses: dict[int, _Response] = {}
         self._playing: _Response | None = None
-        self._partials = _Partials()
+        self._partials: dict[int, str] = {}
+        """The partial transcript sent so far, per turn (deltas only extend it)."""
         self._typed: list[str] = []
         """Text items added (``conversation.item.create``), answered at ``response.create``."""
         self._in = self._resampler(self.settings.input_rate, rate)
@@ -247,11 +243,11 @@ class RealtimeConnection:
                 self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(t * 1000),
                           item_id=self.ids.user_item(turn))
             case AsrPartial(turn=turn, text=text) if self.settings.transcribe:
-                before = self._partials.text.get(turn, "")
+                before = self._partials.get(turn, "")
                 if text.startswith(before) and len(text) > len(before):
                     self.emit("conversation.item.input_audio_transcription.delta",
                               item_id=self.ids.user_item(turn), content_index=0, delta=text[len(before):])
-                    self._partials.text[turn] = text
+                    self._partials[turn] = text
             case RequestAccepted(turn=turn, text=text):
                 item_id = self.ids.user_item(turn)
                 self.emit("input_audio_buffer.committed", previous_item_id=None, item_id=item_id)
@@ -260,7 +256,7 @@ class RealtimeConnection:
                     self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
                               content_index=0, transcript=text,
                               usage={"type": "duration", "seconds": 0})
-                self._partials.text.pop(turn, None)
+                self._partials.pop(turn, None)
                 self._create(turn)
             case TextRequest(turn=turn):
                 self._create(turn)
