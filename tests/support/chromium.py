@@ -26,6 +26,11 @@ Usage::
   ``http://127.0.0.1`` or ``http://localhost`` are.
 - There is no sound card: what the page plays goes nowhere (the voiceagent page's
   ``?tap=1`` hands it back).
+- ``fake_devices=False`` drops the fake devices: Chromium then uses PulseAudio
+  (``env`` gives it ``PULSE_SERVER`` / ``PULSE_SINK`` / ``PULSE_SOURCE``; see
+  ``tests/support/pulse.py``), headless or not, for output and input. Its device
+  list leaves out monitor sources, so with only null sinks it finds no microphone
+  (``NotFoundError``): a ``module-remap-source`` of a monitor is one.
 - :attr:`Chromium.errors` holds ``console.error`` calls and uncaught exceptions;
   :attr:`Chromium.console` every console call and browser log entry, as
   ``(level, text)``, e.g. failed loads (``"network.error"``), for failure messages.
@@ -42,6 +47,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +72,9 @@ class Chromium:
 
     ``directory`` holds its profile (``--user-data-dir``) and its own log
     (``chromium.log``); ``mic`` is a WAV file (PCM16) the fake microphone plays
-    once; ``url`` is the page it opens; ``args`` are more command-line switches.
+    once; ``url`` is the page it opens; ``args`` are more command-line switches;
+    ``fake_devices=False`` uses the real audio devices (PulseAudio) instead of
+    fake ones (``mic`` must then be None); ``env`` replaces its environment.
     """
 
     def __init__(
@@ -76,11 +84,21 @@ class Chromium:
         mic: Path | None = None,
         url: str = "about:blank",
         args: tuple[str, ...] = (),
+        fake_devices: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         path = chromium_path()
         if path is None:
             raise RuntimeError(CHROMIUM_MISSING)
+        if mic is not None and not fake_devices:
+            raise ValueError("a fake microphone file needs fake_devices=True")
         self.directory = directory
+        if env is None and fake_devices:
+            # No sound server: a PulseAudio daemon left running by the device tests
+            # would take the page's output to its idle null sink, which stalls for
+            # up to 2 s and delayed the page so that it missed the request's start.
+            env = {**os.environ, "PULSE_SERVER": "unix:/nonexistent"}
+        self._env = dict(env) if env is not None else None
         self.log_path = directory / "chromium.log"
         self._errors: list[str] = []
         self._console: list[tuple[str, str]] = []
@@ -94,7 +112,7 @@ class Chromium:
             "--no-default-browser-check",
             "--disable-dev-shm-usage",  # small /dev/shm in containers
             "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
+            *(["--use-fake-device-for-media-stream"] if fake_devices else []),
             "--autoplay-policy=no-user-gesture-required",
             f"--user-data-dir={self._profile}",
             "--remote-debugging-port=0",  # a free port, written to DevToolsActivePort
@@ -114,7 +132,8 @@ class Chromium:
         with open(self.log_path, "wb") as log:
             # Its own session, so that close() can end its helper processes with it.
             self._proc = subprocess.Popen(
-                self._command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                self._command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env=self._env,
             )
         try:
             port = self._devtools_port()
