@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,13 +32,18 @@ import numpy as np
 import soxr
 
 from voiceagent.audio.speaker import NoticeKind, PlaybackNotice
-from voiceagent.events import AnyEvent, AsrPartial, Reason, RequestAccepted, SpeechEnd, SpeechStart, TextRequest, TurnEnd
+from voiceagent.events import (
+    AnyEvent, AsrPartial, Reason, RequestAccepted, SpeechEnd, SpeechStart, TextRequest, TurnEnd,
+)
+from voiceagent.log_limit import LogLimiter
 from voiceagent.servers import realtime_events as rt
 from voiceagent.session.session import Session
 from voiceagent.transports.web import NetworkTransport
 
 logger = logging.getLogger(__name__)
 
+MAX_TYPED = 8
+"""Typed items kept waiting for a ``response.create`` (the latest)."""
 MAX_QUEUED = 2000
 """Messages waiting to be sent (a few seconds of reply audio): beyond this the client
 has stopped reading, and the connection is closed."""
@@ -83,8 +89,9 @@ class RealtimeConnection:
         self._playing: _Response | None = None
         self._partials: dict[int, str] = {}
         """The partial transcript sent so far, per turn (deltas only extend it)."""
-        self._typed: list[str] = []
+        self._typed: deque[str] = deque(maxlen=MAX_TYPED)
         """Text items added (``conversation.item.create``), answered at ``response.create``."""
+        self._limited = LogLimiter(logger)
         self._in = self._resampler(self.settings.input_rate, rate)
         self._out_rs = self._resampler(rate, self.settings.output_rate)
         self.closed = asyncio.Event()
@@ -163,7 +170,8 @@ class RealtimeConnection:
             try:
                 self.handle(message)
             except rt.ClientError as err:
-                logger.info("%s: %s", self.name, err.message)
+                # the client decides how often: one line per kind a minute, the rest counted
+                self._limited.log(logging.INFO, err.code, "%s: %s", self.name, err.message)
                 self.emit("error", **_strip_type(rt.error_event(err)))
 
     def handle(self, message: str | bytes) -> None:
@@ -199,7 +207,8 @@ class RealtimeConnection:
             self._typed.append(text)
         elif kind == "response.create":
             if self._typed:
-                text, self._typed[:] = " ".join(self._typed), []
+                text = " ".join(self._typed)
+                self._typed.clear()
                 self.session.conv.ask(text)
             else:  # speech is answered by itself; nothing typed waits
                 logger.debug("%s: response.create with nothing typed to answer", self.name)
