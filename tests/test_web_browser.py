@@ -32,7 +32,7 @@ def test_a_browser_is_answered_through_the_page(tmp_path):
     # starts 2 s after the request, while the reply plays.
     conversation_wav(mic, [1.0, request, 2.0, other, 8.0], rate=48000, channels=1)
     with web_serve(tmp_path) as (base, log):
-        url = f"{base}/?tap=1#token={TOKEN}"
+        url = f"{base}/?tap=1&token={TOKEN}"  # the echo test gives it as #token=
         with Chromium(tmp_path / "chromium", mic=mic, url=url) as browser:
             browser.wait_for("window.voiceagent !== undefined", timeout=10)  # the page's module ran
             state = browser.evaluate("window.voiceagent.start()", await_promise=True)

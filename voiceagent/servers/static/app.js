@@ -28,6 +28,12 @@ try {
   if (m) {
     saveToken(decodeURIComponent(m[1]));
     history.replaceState(null, "", location.pathname + location.search); // keep it out of history
+  } else if (params.has("token")) {
+    // ?token= works too (a link someone typed), though #token= keeps it off the wire
+    saveToken(params.get("token"));
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : ""));
   }
 }
 function saveToken(t) {
