@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from voiceagent.config.house import HomeAssistantConfig, MqttConfig, ServeConfig, WakeConfig
-from voiceagent.config.network import WebConfig
+from voiceagent.config.network import WebConfig, WyomingConfig
 from voiceagent.config.rooms import SatelliteConfig, check_unique, slug
 from voiceagent.config.sections import (
     AsrConfig, AudioConfig, BargeInConfig, EchoConfig, LlmConfig, TtsConfig, TurnConfig, VadConfig, _Section,
@@ -41,6 +41,7 @@ class Config(_Section):
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     serve: ServeConfig = ServeConfig()
     web: WebConfig = WebConfig()
+    wyoming: WyomingConfig = WyomingConfig()
     satellites: list[SatelliteConfig] | None = Field(
         None,
         description="rooms, each a conversation of its own on the shared models; absent: one "

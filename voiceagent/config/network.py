@@ -1,5 +1,5 @@
 """Endpoints that other programs and browsers connect to: ``web:`` (the browser
-page and the OpenAI Realtime API)."""
+page and the OpenAI Realtime API) and ``wyoming:`` (Home Assistant's voice protocol)."""
 
 from __future__ import annotations
 
@@ -56,3 +56,13 @@ class WebConfig(_Section):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("set web.tls_cert and web.tls_key together")
         return self
+
+
+class WyomingConfig(_Section):
+    """Home Assistant's voice protocol (``voiceagent serve``): our ASR, TTS and
+    conversation as Wyoming services on the shared models."""
+
+    uri: str | None = Field(
+        None, pattern=r"^tcp://[^:/]+:\d{1,5}$",
+        description="where to listen, e.g. tcp://127.0.0.1:10700; null: off",
+    )

@@ -112,6 +112,11 @@ async def _serve(cfg, rooms, transports, logs, models, events_file, out, credent
             web = _web_server(cfg, host, out, events_file, credentials)
             host.services.append(web)
             asyncio.ensure_future(_announce(web, out))
+        if cfg.wyoming.uri:
+            from voiceagent.servers.wyoming import WyomingService
+
+            host.services.append(WyomingService(cfg, cfg.wyoming.uri, host.shared))
+            print(f"voiceagent serve: Wyoming services at {cfg.wyoming.uri}", file=out, flush=True)
         if several:
             print(f"voiceagent serve: rooms: {where}", file=out)
         print(f"voiceagent serve: running ({wake}, {mqtt}, {ha}); SIGTERM or Ctrl+C to stop", file=out)

@@ -1,0 +1,108 @@
+"""Wyoming services (``wyoming.uri``) with the real models, driven by PyPI's
+``wyoming`` client as Home Assistant drives them: ``info`` lists asr, tts and
+handle; a real person's request sent as audio chunks is transcribed; a
+synthesize comes back as audio; a transcript is handled with text; a client
+that sends garbage is dropped and the next one served. (Issue 23, first part.)"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import start
+from tests.support.config import write_config
+from tests.support.speech import real, require_models, word_error_rate
+
+pytestmark = pytest.mark.realmodel
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def wyoming_uri(tmp_path_factory):
+    require_models()
+    tmp: Path = tmp_path_factory.mktemp("wyoming")
+    uri = f"tcp://127.0.0.1:{_port()}"
+    config = write_config(tmp, wyoming={"uri": uri}, mqtt={"enabled": False}, satellites=[], log_level="info")
+    log = tmp / "stderr.log"
+    with open(log, "w+b") as err:
+        proc = start("serve", "-c", str(config), stderr=err, stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while b"Wyoming services at" not in log.read_bytes():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            yield uri
+            proc.terminate()
+            assert proc.wait(15) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+async def _read(client, wanted):
+    async with asyncio.timeout(30):
+        while True:
+            event = await client.read_event()
+            assert event is not None, "the server closed the connection"
+            if wanted.is_type(event.type):
+                return event
+
+
+def test_info_transcribe_synthesize_and_handle(wyoming_uri):
+    from wyoming.asr import Transcribe, Transcript
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncClient
+    from wyoming.handle import Handled
+    from wyoming.info import Describe, Info
+    from wyoming.tts import Synthesize
+
+    clip = real("req_go_somewhere")
+    pcm = (clip.audio * 32767).astype("<i2").tobytes()
+
+    async def go():
+        async with AsyncClient.from_uri(wyoming_uri) as bad:  # garbage: that client is dropped
+            bad._writer.write(b"{not json\n")
+            await bad._writer.drain()
+        async with AsyncClient.from_uri(wyoming_uri) as client:
+            await client.write_event(Describe().event())
+            info = Info.from_event(await _read(client, Info))
+            await client.write_event(Transcribe(language="en").event())
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for i in range(0, len(pcm), 3200):
+                await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[i:i + 3200]).event())
+            await client.write_event(AudioStop().event())
+            transcript = Transcript.from_event(await _read(client, Transcript)).text
+            began = time.monotonic()
+            await client.write_event(Synthesize(text="The kitchen light is on now.").event())
+            start = AudioStart.from_event(await _read(client, AudioStart))
+            first, samples = None, 0
+            while True:
+                event = await _read(client, AudioChunk) if first is None else await client.read_event()
+                if AudioChunk.is_type(event.type):
+                    first = first or time.monotonic() - began
+                    samples += len(AudioChunk.from_event(event).audio) // 2
+                elif AudioStop.is_type(event.type):
+                    break
+            await client.write_event(Transcript(text="What is the capital of France?").event())
+            handled = Handled.from_event(await _read(client, Handled)).text
+            return info, transcript, start.rate, samples, first, handled
+
+    info, transcript, rate, samples, first, handled = asyncio.run(go())
+    assert info.asr and info.tts and info.handle
+    assert info.asr[0].supports_transcript_streaming and info.tts[0].supports_synthesize_streaming
+    assert word_error_rate(clip.text, transcript) <= 0.2, transcript
+    assert samples / rate >= 0.5
+    assert first is not None and first < 3.0  # timings: measured, not asserted here
+    assert handled and len(handled.split()) >= 2

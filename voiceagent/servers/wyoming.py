@@ -1,0 +1,228 @@
+"""``wyoming:``: Home Assistant's voice protocol, served on the shared models.
+
+One endpoint (``wyoming.uri``) whose ``info`` lists:
+
+- ``asr``: ``transcribe`` + ``audio-start``/``audio-chunk``/``audio-stop`` ->
+  ``transcript`` (with ``transcript-start``/``-stop`` around it: transcript streaming);
+- ``tts``: ``synthesize`` -> ``audio-start``, ``audio-chunk`` per sentence,
+  ``audio-stop``; and synthesize streaming (``synthesize-start``/``-chunk``/``-stop``:
+  each sentence spoken as soon as its text is complete);
+- ``handle``: a ``transcript`` -> ``handled``: local intents first, then the LLM.
+
+WORK IN PROGRESS (issue 23): wake, satellites, remote stages, the HA tests.
+Every request runs on the process's one worker per model, so Home Assistant's
+pipeline and the rooms share the CPU in order of urgency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from wyoming.asr import Transcribe, Transcript, TranscriptStart, TranscriptStop
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.handle import Handled, NotHandled
+from wyoming.info import (
+    AsrModel, AsrProgram, Attribution, Describe, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice,
+)
+from wyoming.server import AsyncEventHandler, AsyncServer
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+
+from voiceagent import __version__
+from voiceagent.audio.convert import resample
+from voiceagent.config import Config
+from voiceagent.errors import ConfigError
+from voiceagent.home.protocol import Commands
+from voiceagent.rules.splitter import ClauseSplitter, clean_for_speech
+from voiceagent.session.build import Shared
+from voiceagent.stages.lane import Priority
+
+logger = logging.getLogger(__name__)
+
+ATTRIBUTION = Attribution(name="voiceagent", url="https://github.com/voiceagent")
+MAX_AUDIO_S = 60.0
+"""Seconds of audio one transcription takes at most (more is refused)."""
+CHUNK_S = 0.1
+"""Seconds of synthesized audio per audio-chunk."""
+MAX_TEXT = 2000
+STOP_S = 1.0
+"""Seconds the listener has to close at the stop."""
+
+
+@dataclass
+class _Stream:
+    rate: int = 16000
+    width: int = 2
+    channels: int = 1
+    pcm: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+class WyomingService:
+    """The endpoint; one ``_Connection`` per client, all on ``shared``'s models."""
+
+    def __init__(self, cfg: Config, uri: str, shared: Shared, commands: Commands | None = None) -> None:
+        self.cfg = cfg
+        self.uri = uri
+        self.shared = shared
+        self.commands = commands
+        self.listening = asyncio.Event()
+        self.idle = True
+
+    def info(self) -> Info:
+        cfg = self.cfg
+        asr = cfg.asr.model.name
+        voice = cfg.resolve_model(cfg.tts.model).stem
+        return Info(
+            asr=[AsrProgram(
+                name="voiceagent-asr", attribution=ATTRIBUTION, installed=True, description="faster-whisper",
+                version=__version__, supports_transcript_streaming=True,
+                models=[AsrModel(name=asr, attribution=ATTRIBUTION, installed=True, description=asr,
+                                 version=__version__, languages=["en"])],
+            )],
+            tts=[TtsProgram(
+                name="voiceagent-tts", attribution=ATTRIBUTION, installed=True, description="piper",
+                version=__version__, supports_synthesize_streaming=True,
+                voices=[TtsVoice(name=voice, attribution=ATTRIBUTION, installed=True, description=voice,
+                                 version=__version__, languages=["en"])],
+            )],
+            handle=[HandleProgram(
+                name="voiceagent", attribution=ATTRIBUTION, installed=True,
+                description="local intents, then the LLM", version=__version__,
+                models=[HandleModel(name="voiceagent", attribution=ATTRIBUTION, installed=True,
+                                    description="voiceagent", version=__version__, languages=["en"])],
+            )],
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        server = AsyncServer.from_uri(self.uri)
+        # start(), not run(): run() takes SIGTERM and SIGINT for itself, and the
+        # process's stop (the host's) would never come.
+        try:
+            await server.start(lambda r, w: _Connection(self, r, w))
+        except OSError as err:
+            raise ConfigError(f"wyoming: cannot listen on {self.uri}: {err.strerror or err}") from None
+        self.listening.set()
+        logger.info("Wyoming services at %s", self.uri)
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.stop(), STOP_S)
+
+
+class _Connection(AsyncEventHandler):
+    def __init__(self, service: WyomingService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(reader, writer)
+        self.service = service
+        self.stream: _Stream | None = None
+        self.streaming_tts: list[str] | None = None
+        self.history: list[dict[str, str]] = []
+
+    async def handle_event(self, event: Event) -> bool:
+        try:
+            return await self._handle(event)
+        except (ValueError, TypeError, KeyError) as err:  # a malformed event: say so, go on
+            logger.info("wyoming: bad %s event: %s", event.type, err)
+            await self.write_event(Error(text=f"bad {event.type} event: {err}"[:200], code="bad-event").event())
+            return True
+
+    async def _handle(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            await self.write_event(self.service.info().event())
+        elif Transcribe.is_type(event.type):
+            self.stream = _Stream()
+        elif AudioStart.is_type(event.type):
+            start = AudioStart.from_event(event)
+            self.stream = _Stream(start.rate, start.width, start.channels)
+        elif AudioChunk.is_type(event.type):
+            if self.stream is None:
+                self.stream = _Stream()
+            chunk = AudioChunk.from_event(event)
+            self.stream.pcm.append(chunk.audio)
+            self.stream.size += len(chunk.audio)
+            if self.stream.size > MAX_AUDIO_S * chunk.rate * chunk.width * chunk.channels:
+                self.stream = None
+                await self.write_event(Error(text=f"over {MAX_AUDIO_S:g} s of audio", code="too-long").event())
+        elif AudioStop.is_type(event.type):
+            if self.stream is not None:
+                stream, self.stream = self.stream, None
+                await self._transcribe(stream)
+        elif Synthesize.is_type(event.type):
+            if self.streaming_tts is None:  # inside a stream, synthesize repeats the whole text: ignored
+                await self._synthesize(Synthesize.from_event(event).text)
+        elif SynthesizeStart.is_type(event.type):
+            self.streaming_tts = []
+        elif SynthesizeChunk.is_type(event.type):
+            if self.streaming_tts is not None:
+                self.streaming_tts.append(SynthesizeChunk.from_event(event).text)
+        elif SynthesizeStop.is_type(event.type):
+            text = " ".join(self.streaming_tts or [])
+            self.streaming_tts = None
+            await self._synthesize(text)
+            await self.write_event(SynthesizeStopped().event())
+        elif Transcript.is_type(event.type):
+            await self._answer(Transcript.from_event(event).text)
+        return True
+
+    async def _transcribe(self, stream: _Stream) -> None:
+        audio = _pcm_to_float(b"".join(stream.pcm), stream.width, stream.channels)
+        if stream.rate != 16000:
+            audio = resample(audio, stream.rate, 16000)
+        shared = self.service.shared
+        result = await shared.workers.asr.call(shared.models.transcriber.transcribe, audio, priority=Priority.REPLY)
+        await self.write_event(TranscriptStart(language="en").event())
+        await self.write_event(Transcript(text=result.text, language="en").event())
+        await self.write_event(TranscriptStop().event())
+
+    async def _synthesize(self, text: str) -> None:
+        shared = self.service.shared
+        synth = shared.models.synthesizer
+        rate = synth.sample_rate
+        await self.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+        splitter = ClauseSplitter(first_min_words=1, min_words=1, first_max_words=40)
+        for clause in splitter.push(clean_for_speech(text[:MAX_TEXT])) + splitter.flush():
+            async for audio in shared.workers.tts.stream(lambda c=clause: synth.synthesize(c), priority=Priority.REPLY):
+                pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+                step = int(CHUNK_S * rate) * 2
+                for i in range(0, len(pcm), step):
+                    await self.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[i : i + step]).event())
+        await self.write_event(AudioStop().event())
+
+    async def _answer(self, text: str) -> None:
+        text = text.strip()[:MAX_TEXT]
+        if not text:
+            await self.write_event(NotHandled(text="nothing was said").event())
+            return
+        commands = self.service.commands
+        command = commands.match(text) if commands is not None else None
+        if command is not None and commands is not None:
+            outcome = await commands.execute(command)
+            await self.write_event(Handled(text=outcome.speech).event())
+            return
+        shared, cfg = self.service.shared, self.service.cfg
+        messages = [{"role": "system", "content": cfg.llm.system_prompt}, *self.history[-8:],
+                    {"role": "user", "content": text}]
+        pieces: list[str] = []
+        async for piece in shared.workers.llm.stream(lambda: shared.models.chat.stream_chat(messages),
+                                                      priority=Priority.REPLY):
+            pieces.append(piece)
+        reply = "".join(pieces).strip()
+        self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+        await self.write_event(Handled(text=reply).event())
+
+
+def _pcm_to_float(pcm: bytes, width: int, channels: int) -> np.ndarray:
+    if width != 2:
+        raise ValueError(f"audio of {width}-byte samples: 16-bit PCM is taken")
+    usable = len(pcm) - len(pcm) % (2 * max(1, channels))
+    samples = np.frombuffer(pcm[:usable], "<i2").astype(np.float32) / 32768.0
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    return samples
+
