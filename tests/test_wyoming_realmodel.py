@@ -97,12 +97,15 @@ def test_info_transcribe_synthesize_and_handle(wyoming_uri):
                     break
             await client.write_event(Transcript(text="What is the capital of France?").event())
             handled = Handled.from_event(await _read(client, Handled)).text
-            return info, transcript, start.rate, samples, first, handled
+            await client.write_event(Transcript(text="set a timer for five minutes").event())
+            timer = Handled.from_event(await _read(client, Handled)).text  # a local intent, no LLM
+            return info, transcript, start.rate, samples, first, handled, timer
 
-    info, transcript, rate, samples, first, handled = asyncio.run(go())
+    info, transcript, rate, samples, first, handled, timer = asyncio.run(go())
     assert info.asr and info.tts and info.handle
     assert info.asr[0].supports_transcript_streaming and info.tts[0].supports_synthesize_streaming
     assert word_error_rate(clip.text, transcript) <= 0.2, transcript
     assert samples / rate >= 0.5
     assert first is not None and first < 3.0  # timings: measured, not asserted here
     assert handled and len(handled.split()) >= 2
+    assert "timer" in timer.lower() or "minute" in timer.lower(), timer

@@ -113,9 +113,12 @@ async def _serve(cfg, rooms, transports, logs, models, events_file, out, credent
             host.services.append(web)
             asyncio.ensure_future(_announce(web, out))
         if cfg.wyoming.uri:
+            from voiceagent.home.setup import build_home
             from voiceagent.servers.wyoming import WyomingService
 
-            host.services.append(WyomingService(cfg, cfg.wyoming.uri, host.shared))
+            # Home Assistant's conversations: the house's intents (and timers) first, then the LLM
+            commands = build_home(cfg, host.shared.home)
+            host.services.append(WyomingService(cfg, cfg.wyoming.uri, host.shared, commands))
             print(f"voiceagent serve: Wyoming services at {cfg.wyoming.uri}", file=out, flush=True)
         if several:
             print(f"voiceagent serve: rooms: {where}", file=out)
