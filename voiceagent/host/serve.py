@@ -118,8 +118,9 @@ async def _serve(cfg, rooms, transports, logs, models, events_file, out, credent
 
             # Home Assistant's conversations: the house's intents (and timers) first, then the LLM
             commands = build_home(cfg, host.shared.home)
-            host.services.append(WyomingService(cfg, cfg.wyoming.uri, host.shared, commands))
-            print(f"voiceagent serve: Wyoming services at {cfg.wyoming.uri}", file=out, flush=True)
+            wyoming = WyomingService(cfg, cfg.wyoming.uri, host.shared, commands)
+            host.services.append(wyoming)
+            asyncio.ensure_future(_announce_wyoming(wyoming, out))
         if several:
             print(f"voiceagent serve: rooms: {where}", file=out)
         print(f"voiceagent serve: running ({wake}, {mqtt}, {ha}); SIGTERM or Ctrl+C to stop", file=out)
@@ -153,6 +154,11 @@ async def _announce(web: "WebServer", out: TextIO) -> None:
     await web.listening.wait()
     ws = web.url.replace("http", "ws", 1)
     print(f"voiceagent serve: web page at {web.url} (OpenAI Realtime API at {ws}v1/realtime)", file=out, flush=True)
+
+
+async def _announce_wyoming(service, out: TextIO) -> None:  # type: ignore[no-untyped-def]
+    await service.listening.wait()
+    print(f"voiceagent serve: Wyoming services at {service.uri}", file=out, flush=True)
 
 
 STOP_WAIT_S = 3.0
