@@ -26,7 +26,7 @@ PIP_INSTALL := $(PY) -m pip install -q --require-hashes --no-build-isolation
 demo: setup
 	$(VENV)/bin/voiceagent demo
 
-test: setup ha-venv
+test: setup ha-venv satellite-venv
 	$(PY) -m pytest -q -rs
 
 test-fast: $(VENV)/.installed
@@ -77,6 +77,7 @@ lock:
 	$(UV_COMPILE) pyproject.toml --extra test -o requirements.lock
 	$(UV_COMPILE) requirements-build.in -o requirements-build.lock
 	$(UV_COMPILE) requirements-pipecat.in -o requirements-pipecat.lock
+	$(UV_COMPILE) requirements-satellite.in -c requirements-build.lock -o requirements-satellite.lock
 	rm -rf $(HA_WHEEL_DIR) && $(TOOLS_VENV)/bin/pip download -q --no-deps -d $(HA_WHEEL_DIR) \
 		homeassistant==$(HA_VERSION)
 	$(TOOLS_VENV)/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt"))' \
@@ -123,4 +124,21 @@ $(HA_VENV)/.installed: requirements-ha.lock requirements-build.lock
 		-r requirements-build.lock
 	$(HA_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
 		-r requirements-ha.lock
+	touch $@
+
+# The reference Wyoming satellite (wyoming-satellite 1.0.0, the only PyPI release)
+# for the tests, in its own venv: it pins wyoming 1.4.1. Pinned in
+# requirements-satellite.lock (from requirements-satellite.in).
+SATELLITE_VENV := .venv-satellite
+
+.PHONY: satellite-venv
+satellite-venv: $(SATELLITE_VENV)/.installed
+
+$(SATELLITE_VENV)/.installed: requirements-satellite.lock requirements-build.lock
+	test -x $(SATELLITE_VENV)/bin/python || $(PYTHON) -m venv $(SATELLITE_VENV)
+	echo '*' > $(SATELLITE_VENV)/.gitignore
+	$(SATELLITE_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
+		-r requirements-build.lock
+	$(SATELLITE_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
+		-r requirements-satellite.lock
 	touch $@

@@ -40,6 +40,11 @@ class SatelliteConfig(_Section):
         None, description="sound device, name (substring) or index (default: audio.input_device)"
     )
     output_device: str | int | None = Field(None, description="default: audio.output_device")
+    wyoming: str | None = Field(
+        None, pattern=r"^tcp://[^:/]+:\d{1,5}$",
+        description="a Wyoming satellite (wyoming-satellite) to connect to, e.g. tcp://den-pi:10700: "
+        "its microphone and speaker are this room's",
+    )
     area: str | None = Field(None, description="its Home Assistant area (default: homeassistant.area)")
     wake: WakeConfig | None = Field(
         None, description="its wake word settings, over the top-level wake: (only the keys that differ)"
@@ -56,6 +61,9 @@ class SatelliteConfig(_Section):
             raise ValueError(f"satellite {self.name!r}: give input and output together (files or pipes)")
         if self.input is not None and (self.input_device is not None or self.output_device is not None):
             raise ValueError(f"satellite {self.name!r}: input/output or input_device/output_device, not both")
+        if self.wyoming is not None and (self.input is not None or self.input_device is not None
+                                         or self.output_device is not None):
+            raise ValueError(f"satellite {self.name!r}: wyoming is its audio: no input/output or devices")
         return self
 
     @property

@@ -1,7 +1,9 @@
 """How one session's audio comes and goes, at its own clock (see ``base``).
 
 - ``paced``: files and pipes (``FileTransport``);
-- ``device``: sound devices (``DeviceTransport``), retried while one is gone.
+- ``device``: sound devices (``DeviceTransport``), retried while one is gone;
+- ``web``: a network client's messages made into a clock (``NetworkTransport``);
+- ``wyoming``: a Wyoming satellite's microphone and speaker (``WyomingSatelliteTransport``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ def open_transport(
     """The room's audio: its ``input``/``output`` files or pipes (``input`` and
     ``output`` here override them: the command line's), else its sound devices.
     Opened now, so a bad file or a missing device fails before the models load."""
+    if room.wyoming is not None and input is None:
+        from voiceagent.transports.wyoming import WyomingSatelliteTransport
+
+        return WyomingSatelliteTransport(cfg.for_room(room), room.wyoming)
     source_name = input if input is not None else room.input
     sink_name = output if output is not None else room.output
     rcfg = cfg.for_room(room)

@@ -1,0 +1,81 @@
+"""voiceagent as the brain of the reference Wyoming satellite: PyPI's
+``wyoming-satellite`` 1.0.0 (its own venv, ``make satellite-venv``), whose
+microphone is a real "Hey Jarvis" and request paced in real time and whose speaker
+is a file, already running when ``voiceagent serve`` starts with a
+``satellites:`` entry ``{name: den, wyoming: tcp://...}``: the reply reaches the
+satellite's speaker. (Issue 23, second part.)"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support.cli import start
+from tests.support.config import write_config
+from tests.support.daemon import WITH_WAKE
+from tests.support.speech import ROOT, require_models, rms
+from tests.support.web import free_port
+
+pytestmark = pytest.mark.realmodel
+
+SATELLITE_PY = ROOT / ".venv-satellite" / "bin" / "python"
+LEAD_S = 14
+
+
+def test_a_wyoming_satellite_is_answered(tmp_path: Path):
+    require_models()
+    if not SATELLITE_PY.exists():
+        pytest.skip("no .venv-satellite (make satellite-venv)")
+    mic = tmp_path / "mic.raw"
+    # The microphone starts with the satellite, before the brain connects (the models
+    # load first): the person speaks some seconds later.
+    audio = np.concatenate([np.zeros(16000 * LEAD_S, np.float32), WITH_WAKE.audio, np.zeros(16000, np.float32)])
+    mic.write_bytes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    speaker = tmp_path / "speaker.raw"
+    port = free_port()
+    pace = f"{shutil.which('python3') or 'python3'} {ROOT / 'tests/support/pace_pcm.py'} {mic} 16000"
+    satellite_log = open(tmp_path / "satellite.log", "wb")
+    satellite = subprocess.Popen(
+        [str(SATELLITE_PY), "-m", "wyoming_satellite", "--uri", f"tcp://127.0.0.1:{port}", "--no-zeroconf",
+         "--name", "den", "--mic-command", pace, "--snd-command", f"sh -c 'cat >> {speaker}'",
+         "--snd-command-rate", "16000"],
+        stdout=satellite_log, stderr=satellite_log,
+    )
+    serve_log = open(tmp_path / "serve.log", "w+b")
+    serve = None
+    try:
+        time.sleep(1.0)  # the satellite listens before the brain starts, as in a house
+        assert satellite.poll() is None, (tmp_path / "satellite.log").read_text()
+        config = write_config(
+            tmp_path, satellites=[{"name": "den", "wyoming": f"tcp://127.0.0.1:{port}"}],
+            mqtt={"enabled": False}, wake={"model": "hey_jarvis", "follow_up_s": 0},
+            serve={"conversation_log": str(tmp_path / "conversations.jsonl")}, log_level="info",
+        )
+        serve = start("serve", "-c", str(config), stderr=serve_log, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + LEAD_S + 40
+        heard = 0.0
+        while time.monotonic() < deadline:
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            if speaker.exists() and speaker.stat().st_size:
+                played = np.frombuffer(speaker.read_bytes()[: speaker.stat().st_size // 2 * 2], "<i2") / 32768
+                blocks = played[: played.size // 1600 * 1600].reshape(-1, 1600)
+                heard = sum(rms(b) > 0.01 for b in blocks) * 0.1
+                if heard >= 1.0:
+                    break
+            time.sleep(0.5)
+        log = (tmp_path / "serve.log").read_text()
+        assert heard >= 0.5, (heard, log[-3000:], (tmp_path / "satellite.log").read_text()[-2000:])
+        assert "Traceback" not in log
+    finally:
+        if serve is not None:
+            serve.terminate()
+            serve.wait(15)
+        satellite.terminate()
+        satellite.wait(10)
+        serve_log.close()
+        satellite_log.close()

@@ -1,0 +1,162 @@
+"""A Wyoming satellite (``wyoming-satellite`` on a Raspberry Pi, a speaker box) as a
+room's microphone and speaker: ``satellites: [{name: den, wyoming: tcp://HOST:PORT}]``.
+
+voiceagent is the satellite's brain, as Home Assistant would be: it connects,
+sends ``run-satellite``, and the satellite streams its microphone
+(``audio-chunk``s) and plays what it is sent (``audio-start``, ``audio-chunk``s,
+``audio-stop``). The session's clock is a ``NetworkTransport`` that runs for the
+room's whole life: while the satellite is away the room hears silence (its
+timers and Home Assistant's commands still work) and its replies go nowhere;
+the connection is retried every second at first, backing off to ``RETRY_MAX_S``.
+
+Barge-in as far as the protocol allows: audio already sent cannot be taken back,
+so the reply is sent at playback pace with a small lead (``web.LEAD_S``), and a
+reply that is cut ends at once with ``audio-stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import numpy as np
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncClient
+from wyoming.event import Event
+from wyoming.ping import Ping, Pong
+from wyoming.satellite import RunSatellite
+
+from voiceagent.audio.convert import resample
+from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
+from voiceagent.clock import Clock
+from voiceagent.config import Config
+from voiceagent.transports.base import BlockHandler
+from voiceagent.transports.web import NetworkTransport
+
+logger = logging.getLogger(__name__)
+
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 8.0
+"""The longest wait between two attempts to reach a satellite that is away."""
+MAX_QUEUED = 500
+"""Events waiting to be written (a few seconds of reply): beyond, the satellite is stuck."""
+
+
+class WyomingSatelliteTransport:
+    def __init__(self, cfg: Config, uri: str) -> None:
+        self.cfg = cfg
+        self.uri = uri
+        self.rate = cfg.audio.sample_rate
+        self.description = f"Wyoming satellite {uri}"
+        self.clock_transport = NetworkTransport(cfg, self._play, self.description)
+        self._out: asyncio.Queue[Event] | None = None
+        """Events for the connected satellite; None while it is away."""
+        self._playing: int | None = None
+        """The turn whose audio is being sent (between audio-start and audio-stop)."""
+        self.connected = asyncio.Event()
+
+    async def run(self, handler: BlockHandler, speaker: Speaker, clock: Clock, stop: asyncio.Event) -> float:
+        link = asyncio.ensure_future(self._keep_connected(stop))
+        try:
+            return await self.clock_transport.run(handler, speaker, clock, stop)
+        finally:
+            link.cancel()
+            await asyncio.gather(link, return_exceptions=True)
+
+    # ------------------------------------------------------------ the connection
+
+    async def _keep_connected(self, stop: asyncio.Event) -> None:
+        wait = RETRY_MIN_S
+        while not stop.is_set():
+            try:
+                async with AsyncClient.from_uri(self.uri) as client:
+                    logger.info("connected to the satellite at %s", self.uri)
+                    wait = RETRY_MIN_S
+                    await self._serve(client, stop)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+                logger.warning("satellite %s: %s; trying again in %g s", self.uri, err or type(err).__name__, wait)
+            finally:
+                self._out = None
+                self._playing = None
+                self.connected.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            wait = min(RETRY_MAX_S, wait * 2)
+
+    async def _serve(self, client: AsyncClient, stop: asyncio.Event) -> None:
+        out: asyncio.Queue[Event] = asyncio.Queue()
+        await client.write_event(RunSatellite().event())
+        self._out = out
+        self.connected.set()
+        writer = asyncio.ensure_future(self._write(client, out))
+        try:
+            while not stop.is_set():
+                event = await client.read_event()
+                if event is None:
+                    raise OSError("the satellite closed the connection")
+                if writer.done():
+                    writer.result()  # the write failed: say why
+                self._on_event(event)
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _write(self, client: AsyncClient, out: asyncio.Queue[Event]) -> None:
+        while True:
+            await client.write_event(await out.get())
+
+    def _on_event(self, event: Event) -> None:
+        if AudioChunk.is_type(event.type):
+            chunk = AudioChunk.from_event(event)
+            samples = _to_float(chunk.audio, chunk.width, chunk.channels)
+            if chunk.rate != self.rate:
+                samples = resample(samples, chunk.rate, self.rate)
+            if not self.clock_transport.feed(samples):
+                logger.warning("satellite %s sends audio faster than real time: dropped", self.uri)
+        elif Ping.is_type(event.type):
+            self._send(Pong().event())
+        # run-pipeline, streaming-started, played...: nothing to do; the session listens
+
+    # ------------------------------------------------------------ the speaker
+
+    def _send(self, event: Event) -> None:
+        out = self._out
+        if out is None:
+            return  # the satellite is away: the reply goes nowhere
+        if out.qsize() >= MAX_QUEUED:
+            logger.warning("satellite %s does not take what it is sent: dropped", self.uri)
+            return
+        out.put_nowait(event)
+
+    def _play(self, block: np.ndarray, notices: list[PlaybackNotice]) -> None:
+        """One output block as it plays: each turn's audio between audio-start and audio-stop."""
+        start = 0
+        for notice in notices:
+            if notice.kind is NoticeKind.START and self._playing is None:
+                self._playing = notice.turn
+                start = notice.offset
+                self._send(AudioStart(rate=self.rate, width=2, channels=1).event())
+            elif notice.kind is NoticeKind.END and notice.turn == self._playing:
+                self._chunk(block[start : notice.offset])
+                self._send(AudioStop().event())
+                self._playing = None
+                start = notice.offset
+        if self._playing is not None:
+            self._chunk(block[start:])
+
+    def _chunk(self, samples: np.ndarray) -> None:
+        if samples.size:
+            pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+            self._send(AudioChunk(rate=self.rate, width=2, channels=1, audio=pcm).event())
+
+    def close(self) -> None:
+        self.clock_transport.close()
+
+
+def _to_float(pcm: bytes, width: int, channels: int) -> np.ndarray:
+    if width != 2:
+        raise ValueError(f"audio of {width}-byte samples: 16-bit PCM is taken")
+    usable = len(pcm) - len(pcm) % (2 * max(1, channels))
+    samples = np.frombuffer(pcm[:usable], "<i2").astype(np.float32) / 32768.0
+    return samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
