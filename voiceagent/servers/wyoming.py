@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -36,7 +37,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from voiceagent import __version__
 from voiceagent.audio.convert import resample
 from voiceagent.config import Config
-from voiceagent.errors import ConfigError
+from voiceagent.errors import ConfigError, VoiceAgentError
 from voiceagent.home.protocol import Commands
 from voiceagent.rules.splitter import ClauseSplitter, clean_for_speech
 from voiceagent.session.build import Shared
@@ -50,6 +51,11 @@ MAX_AUDIO_S = 60.0
 CHUNK_S = 0.1
 """Seconds of synthesized audio per audio-chunk."""
 MAX_TEXT = 2000
+HEADER_LIMIT = 64 * 1024
+"""asyncio's line limit: a longer header line is refused."""
+MAX_DATA = 64 * 1024
+MAX_PAYLOAD = 1 << 20
+"""Bytes of one event's payload at most (an audio chunk is a few kB)."""
 STOP_S = 1.0
 """Seconds the listener has to close at the stop."""
 
@@ -116,6 +122,46 @@ class WyomingService:
                 await asyncio.wait_for(server.stop(), STOP_S)
 
 
+class BadInput(ValueError):
+    """What a client sent is no Wyoming event we can read: it is disconnected."""
+
+
+async def read_event(reader: asyncio.StreamReader) -> Event | None:
+    """The next event, read within bounds (the library's reader takes any
+    ``payload_length`` a client names, and memory with it). None at the end."""
+    try:
+        line = await reader.readline()
+    except (asyncio.LimitOverrunError, ValueError):
+        raise BadInput(f"a header line over {HEADER_LIMIT} bytes") from None
+    if not line:
+        return None
+    try:
+        header = json.loads(line)
+    except ValueError:
+        raise BadInput("a header that is not JSON") from None
+    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+        raise BadInput("a header with no type")
+    data = header.get("data") or {}
+    sizes = {}
+    for key, limit in (("data_length", MAX_DATA), ("payload_length", MAX_PAYLOAD)):
+        size = header.get(key) or 0
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= limit:
+            raise BadInput(f"{key} {str(size)[:20]} (at most {limit})")
+        sizes[key] = size
+    if not isinstance(data, dict):
+        raise BadInput("data that is not an object")
+    if sizes["data_length"]:
+        try:
+            extra = json.loads(await reader.readexactly(sizes["data_length"]))
+        except ValueError:
+            raise BadInput("additional data that is not JSON") from None
+        if not isinstance(extra, dict):
+            raise BadInput("additional data that is not an object")
+        data.update(extra)
+    payload = await reader.readexactly(sizes["payload_length"]) if sizes["payload_length"] else None
+    return Event(type=header["type"][:100], data=data, payload=payload)
+
+
 class _Connection(AsyncEventHandler):
     def __init__(self, service: WyomingService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(reader, writer)
@@ -123,13 +169,36 @@ class _Connection(AsyncEventHandler):
         self.stream: _Stream | None = None
         self.streaming_tts: list[str] | None = None
         self.history: list[dict[str, str]] = []
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+    async def run(self) -> None:
+        """Events until the client goes; what cannot be read ends this client only,
+        with one log line (the library's loop would lose the error in a task)."""
+        try:
+            while True:
+                event = await read_event(self.reader)
+                if event is None or not await self.handle_event(event):
+                    break
+        except BadInput as err:
+            logger.info("wyoming: %s sent %s: disconnected", self.peer, err)
+        except (asyncio.IncompleteReadError, ConnectionError) as err:
+            logger.info("wyoming: %s went mid-event (%s)", self.peer, type(err).__name__)
+        except Exception:  # a bug: this client ends, the service and the rooms go on
+            logger.exception("wyoming: the connection from %s failed", self.peer)
+        finally:
+            self.writer.close()
 
     async def handle_event(self, event: Event) -> bool:
         try:
             return await self._handle(event)
-        except (ValueError, TypeError, KeyError) as err:  # a malformed event: say so, go on
-            logger.info("wyoming: bad %s event: %s", event.type, err)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:  # a malformed event: say so, go on
+            logger.info("wyoming: bad %s event from %s: %s", event.type, self.peer, str(err)[:200])
             await self.write_event(Error(text=f"bad {event.type} event: {err}"[:200], code="bad-event").event())
+            return True
+        except VoiceAgentError as err:  # a model failed or timed out: this request, not the client
+            logger.warning("wyoming: %s", err)
+            await self.write_event(Error(text=str(err)[:200], code="failed").event())
             return True
 
     async def _handle(self, event: Event) -> bool:
