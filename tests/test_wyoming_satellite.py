@@ -79,3 +79,77 @@ def test_a_wyoming_satellite_is_answered(tmp_path: Path):
         satellite.wait(10)
         serve_log.close()
         satellite_log.close()
+
+
+def test_a_satellite_that_wakes_on_its_own_is_heard_without_our_wake_word(tmp_path: Path):
+    """A satellite with its own wake word detector (``wyoming-satellite --wake-uri``)
+    sends ``detection`` and ``run-pipeline`` from the ASR stage, then the request
+    alone: it is answered, though the request has no "Hey Jarvis" of ours to hear.
+    The satellite here is a stand-in speaking the protocol (the real one is above)."""
+    import asyncio
+
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.pipeline import PipelineStage, RunPipeline
+    from wyoming.satellite import RunSatellite
+    from wyoming.server import AsyncEventHandler, AsyncServer
+    from wyoming.wake import Detection
+
+    from tests.support.speech import real
+
+    require_models()
+    request = real("req_go_somewhere")
+    pcm = (request.audio * 32767).astype("<i2").tobytes()
+    port = free_port()
+    played: list[bytes] = []
+    stops: list[int] = []
+
+    class Satellite(AsyncEventHandler):
+        async def handle_event(self, event) -> bool:  # type: ignore[no-untyped-def]
+            if RunSatellite.is_type(event.type):
+                asyncio.ensure_future(self.speak())
+            elif AudioChunk.is_type(event.type):
+                played.append(AudioChunk.from_event(event).audio)
+            elif AudioStop.is_type(event.type):
+                stops.append(1)
+            return True
+
+        async def speak(self) -> None:
+            await asyncio.sleep(1.0)
+            await self.write_event(Detection(name="hey_mycroft").event())
+            await self.write_event(RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS).event())
+            loop = asyncio.get_running_loop()
+            begin = loop.time()
+            silence = bytes(3200)
+            for i in range(0, len(pcm) + 16000 * 8 * 2, 3200):
+                chunk = pcm[i:i + 3200] or silence
+                await self.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=chunk.ljust(3200, b"\0")).event())
+                await asyncio.sleep(max(0.0, begin + (i + 3200) / 32000 - loop.time()))
+
+    async def go(config: Path) -> str:
+        server = AsyncServer.from_uri(f"tcp://127.0.0.1:{port}")
+        await server.start(lambda r, w: Satellite(r, w))
+        with open(tmp_path / "serve.log", "w+b") as log:
+            serve = start("serve", "-c", str(config), stderr=log, stdout=subprocess.DEVNULL)
+            try:
+                deadline = loop_time() + 60
+                while sum(len(p) for p in played) < 16000 * 2 * 1.0 and loop_time() < deadline:
+                    assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                    await asyncio.sleep(0.2)
+            finally:
+                serve.terminate()
+                await asyncio.to_thread(serve.wait, 15)
+        await server.stop()
+        return (tmp_path / "serve.log").read_text()
+
+    def loop_time() -> float:
+        return time.monotonic()
+
+    config = write_config(
+        tmp_path, satellites=[{"name": "den", "wyoming": f"tcp://127.0.0.1:{port}"}],
+        mqtt={"enabled": False}, wake={"model": "hey_jarvis", "follow_up_s": 0},
+        serve={"conversation_log": str(tmp_path / "conversations.jsonl")}, log_level="info",
+    )
+    log = asyncio.run(go(config))
+    seconds = sum(len(p) for p in played) / 2 / 16000
+    assert seconds >= 0.5, (seconds, log[-3000:])
+    assert "heard by the device" in log and "Traceback" not in log

@@ -90,6 +90,13 @@ class Listener:
     def on_playback(self, notice: PlaybackNotice, t: float) -> None:
         self.conv.on_playback(notice, t)
 
+    def on_wake(self, name: str, t: float) -> None:
+        """A satellite's own wake word detector fired: as if ours had."""
+        logger.info("wake word %s heard by the device at %.2f s", name, t)
+        if self.gate is not None:
+            self.gate.heard(t)
+        self.bus.publish(WakeWordDetected(t, 0, name, 1.0))
+
     @property
     def idle(self) -> bool:
         return self.conv.idle

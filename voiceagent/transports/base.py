@@ -32,6 +32,10 @@ class BlockHandler(Protocol):
 
     def on_playback(self, notice: PlaybackNotice, t: float) -> None: ...
 
+    def on_wake(self, name: str, t: float) -> None:
+        """The device heard its own wake word (a Wyoming satellite's) at ``t``."""
+        ...
+
     @property
     def idle(self) -> bool:
         """Nothing in progress: no utterance, no reply being made or played."""

@@ -25,7 +25,9 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncClient
 from wyoming.event import Event
 from wyoming.ping import Ping, Pong
+from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.satellite import RunSatellite
+from wyoming.wake import Detection
 
 from voiceagent.audio.convert import resample
 from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
@@ -55,8 +57,12 @@ class WyomingSatelliteTransport:
         self._playing: int | None = None
         """The turn whose audio is being sent (between audio-start and audio-stop)."""
         self.connected = asyncio.Event()
+        self._handler: BlockHandler | None = None
+        self._woke_recently = False
+        """A detection came just before its run-pipeline: one wake, not two."""
 
     async def run(self, handler: BlockHandler, speaker: Speaker, clock: Clock, stop: asyncio.Event) -> float:
+        self._handler = handler
         link = asyncio.ensure_future(self._keep_connected(stop))
         try:
             return await self.clock_transport.run(handler, speaker, clock, stop)
@@ -116,7 +122,18 @@ class WyomingSatelliteTransport:
                 logger.warning("satellite %s sends audio faster than real time: dropped", self.uri)
         elif Ping.is_type(event.type):
             self._send(Pong().event())
-        # run-pipeline, streaming-started, played...: nothing to do; the session listens
+        elif Detection.is_type(event.type):  # the satellite's own wake word
+            self._woken(Detection.from_event(event).name or "satellite")
+        elif RunPipeline.is_type(event.type):
+            if RunPipeline.from_event(event).start_stage is not PipelineStage.WAKE and not self._woke_recently:
+                self._woken("satellite")  # it woke on its own and streams the request
+            self._woke_recently = False
+        # streaming-started, played...: nothing to do; the session listens
+
+    def _woken(self, name: str) -> None:
+        if self._handler is not None:
+            self._handler.on_wake(name, self.clock_transport.blocks * self.clock_transport.n / self.rate)
+        self._woke_recently = True
 
     # ------------------------------------------------------------ the speaker
 
