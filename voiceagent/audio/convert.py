@@ -34,6 +34,17 @@ def float_to_int16_bytes(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
+def int16_to_mono(pcm: bytes, width: int, channels: int) -> np.ndarray:
+    """Interleaved 16-bit PCM (as a Wyoming audio-chunk says it is) -> mono float32;
+    a trailing partial frame is dropped. Other sample widths are a ValueError."""
+    if width != 2:
+        raise ValueError(f"audio of {width}-byte samples: 16-bit PCM is taken")
+    channels = max(1, channels)
+    usable = len(pcm) - len(pcm) % (2 * channels)
+    samples = np.frombuffer(pcm[:usable], "<i2").astype(np.float32) / 32768.0
+    return to_mono(samples.reshape(-1, channels)) if channels > 1 else samples
+
+
 def pcm_bytes_per_frame(fmt: PcmFormat) -> int:
     """Bytes per sample frame (all channels) of a raw PCM format."""
     return fmt.channels * (2 if fmt.format == "s16le" else 4)

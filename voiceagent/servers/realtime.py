@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import soxr
 
+from voiceagent.audio.convert import StreamResampler
 from voiceagent.audio.speaker import NoticeKind, PlaybackNotice
 from voiceagent.events import (
     AnyEvent, AsrPartial, Reason, RequestAccepted, SpeechEnd, SpeechStart, TextRequest, TurnEnd,
@@ -92,18 +92,14 @@ class RealtimeConnection:
         self._typed: deque[str] = deque(maxlen=MAX_TYPED)
         """Text items added (``conversation.item.create``), answered at ``response.create``."""
         self._limited = LogLimiter(logger)
-        self._in = self._resampler(self.settings.input_rate, rate)
-        self._out_rs = self._resampler(rate, self.settings.output_rate)
+        self._in = StreamResampler(self.settings.input_rate, rate)
+        self._out_rs = StreamResampler(rate, self.settings.output_rate)
         self.closed = asyncio.Event()
 
     def attach(self, session: Session, transport: NetworkTransport) -> None:
         self.session = session
         self.transport = transport
         session.bus.subscribe(self.on_event)
-
-    @staticmethod
-    def _resampler(src: int, dst: int) -> soxr.ResampleStream | None:
-        return None if src == dst else soxr.ResampleStream(src, dst, 1, dtype="float32", quality="HQ")
 
     # ------------------------------------------------------------ sending
 
@@ -116,6 +112,9 @@ class RealtimeConnection:
             self.closed.set()
             self._out.put_nowait(None)
             return
+        self._put(kind, **fields)
+
+    def _put(self, kind: str, **fields: Any) -> None:
         self._out.put_nowait(json.dumps({"type": kind, "event_id": self.ids.event(), **fields}))
 
     async def _writer(self) -> None:
@@ -153,10 +152,8 @@ class RealtimeConnection:
             await asyncio.gather(audio, return_exceptions=True)
             await self.session.aclose()
             if not writer.done():  # the client is still there: its replies end, then the socket
-                for resp in list(self._responses.values()):
-                    self._out.put_nowait(json.dumps({
-                        "type": "response.done", "event_id": self.ids.event(),
-                        "response": rt.response(resp.id, "cancelled", [], "shutdown")}))
+                for resp in list(self._responses.values()):  # past emit's closed check, on purpose
+                    self._put("response.done", response=rt.response(resp.id, "cancelled", [], "shutdown"))
             self._out.put_nowait(None)
             try:
                 await asyncio.wait_for(writer, 1.0)
@@ -180,8 +177,7 @@ class RealtimeConnection:
         assert self.session is not None and self.transport is not None
         if kind == "input_audio_buffer.append":
             samples = rt.decode_pcm16(event)
-            if self._in is not None:
-                samples = self._in.resample_chunk(samples)
+            samples = self._in(samples)
             if not self.transport.feed(samples):
                 raise rt.ClientError("input buffer full: audio is sent faster than real time",
                                      "input_buffer_full", "audio", event.get("event_id"))
@@ -189,9 +185,9 @@ class RealtimeConnection:
             before = self.settings
             self.settings = self.settings.update(event)
             if self.settings.input_rate != before.input_rate:
-                self._in = self._resampler(self.settings.input_rate, self.rate)
+                self._in = StreamResampler(self.settings.input_rate, self.rate)
             if self.settings.output_rate != before.output_rate:
-                self._out_rs = self._resampler(self.rate, self.settings.output_rate)
+                self._out_rs = StreamResampler(self.rate, self.settings.output_rate)
             self.emit("session.updated", session=self._session_dict())
         elif kind == "input_audio_buffer.commit":
             self.transport.input_done()  # the end of speech is heard now, not after a wait
@@ -333,8 +329,7 @@ class RealtimeConnection:
             return
         chunk = block[start : start + new]
         resp.sent += new
-        if self._out_rs is not None:
-            chunk = self._out_rs.resample_chunk(chunk)
+        chunk = self._out_rs(chunk)
         if chunk.size:
             self.emit("response.output_audio.delta", response_id=resp.id, item_id=resp.item_id, output_index=0,
                       content_index=0, delta=rt.encode_pcm16(chunk))
@@ -351,12 +346,12 @@ class RealtimeConnection:
         self._responses.pop(resp.turn, None)
         output: list[dict[str, Any]] = []
         if resp.started:
-            if self._out_rs is not None:  # the resampler's tail, then a fresh one for the next reply
-                tail = self._out_rs.resample_chunk(np.zeros(0, np.float32), last=True)
-                if tail.size and status == "completed":  # a cut reply's last few ms were never heard
-                    self.emit("response.output_audio.delta", response_id=resp.id, item_id=resp.item_id,
-                              output_index=0, content_index=0, delta=rt.encode_pcm16(tail))
-                self._out_rs = self._resampler(self.rate, self.settings.output_rate)
+            # the resampler's tail, then a fresh one for the next reply
+            tail = self._out_rs(np.zeros(0, np.float32), last=True)
+            if tail.size and status == "completed":  # a cut reply's last few ms were never heard
+                self.emit("response.output_audio.delta", response_id=resp.id, item_id=resp.item_id,
+                          output_index=0, content_index=0, delta=rt.encode_pcm16(tail))
+            self._out_rs = StreamResampler(self.rate, self.settings.output_rate)
             item_status = "completed" if status == "completed" else "incomplete"
             item = rt.assistant_item(resp.item_id, heard, item_status)
             where = dict(response_id=resp.id, item_id=resp.item_id, output_index=0, content_index=0)

@@ -22,7 +22,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
 from wyoming.asr import Transcribe, Transcript, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
@@ -35,7 +34,7 @@ from wyoming.server import AsyncEventHandler, AsyncServer
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
 from voiceagent import __version__
-from voiceagent.audio.convert import resample
+from voiceagent.audio.convert import float_to_int16_bytes, int16_to_mono, resample
 from voiceagent.config import Config
 from voiceagent.errors import ConfigError, VoiceAgentError
 from voiceagent.home.protocol import Commands
@@ -240,7 +239,7 @@ class _Connection(AsyncEventHandler):
         return True
 
     async def _transcribe(self, stream: _Stream) -> None:
-        audio = _pcm_to_float(b"".join(stream.pcm), stream.width, stream.channels)
+        audio = int16_to_mono(b"".join(stream.pcm), stream.width, stream.channels)
         if stream.rate != 16000:
             audio = resample(audio, stream.rate, 16000)
         shared = self.service.shared
@@ -257,7 +256,7 @@ class _Connection(AsyncEventHandler):
         splitter = ClauseSplitter(first_min_words=1, min_words=1, first_max_words=40)
         for clause in splitter.push(clean_for_speech(text[:MAX_TEXT])) + splitter.flush():
             async for audio in shared.workers.tts.stream(lambda c=clause: synth.synthesize(c), priority=Priority.REPLY):
-                pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+                pcm = float_to_int16_bytes(audio)
                 step = int(CHUNK_S * rate) * 2
                 for i in range(0, len(pcm), step):
                     await self.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[i : i + step]).event())
@@ -284,14 +283,3 @@ class _Connection(AsyncEventHandler):
         reply = "".join(pieces).strip()
         self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
         await self.write_event(Handled(text=reply).event())
-
-
-def _pcm_to_float(pcm: bytes, width: int, channels: int) -> np.ndarray:
-    if width != 2:
-        raise ValueError(f"audio of {width}-byte samples: 16-bit PCM is taken")
-    usable = len(pcm) - len(pcm) % (2 * max(1, channels))
-    samples = np.frombuffer(pcm[:usable], "<i2").astype(np.float32) / 32768.0
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1)
-    return samples
-

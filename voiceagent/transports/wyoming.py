@@ -29,7 +29,7 @@ from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.satellite import RunSatellite
 from wyoming.wake import Detection
 
-from voiceagent.audio.convert import resample
+from voiceagent.audio.convert import float_to_int16_bytes, int16_to_mono, resample
 from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
@@ -115,7 +115,7 @@ class WyomingSatelliteTransport:
     def _on_event(self, event: Event) -> None:
         if AudioChunk.is_type(event.type):
             chunk = AudioChunk.from_event(event)
-            samples = _to_float(chunk.audio, chunk.width, chunk.channels)
+            samples = int16_to_mono(chunk.audio, chunk.width, chunk.channels)
             if chunk.rate != self.rate:
                 samples = resample(samples, chunk.rate, self.rate)
             if not self.clock_transport.feed(samples):
@@ -164,16 +164,7 @@ class WyomingSatelliteTransport:
 
     def _chunk(self, samples: np.ndarray) -> None:
         if samples.size:
-            pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-            self._send(AudioChunk(rate=self.rate, width=2, channels=1, audio=pcm).event())
+            self._send(AudioChunk(rate=self.rate, width=2, channels=1, audio=float_to_int16_bytes(samples)).event())
 
     def close(self) -> None:
         self.clock_transport.close()
-
-
-def _to_float(pcm: bytes, width: int, channels: int) -> np.ndarray:
-    if width != 2:
-        raise ValueError(f"audio of {width}-byte samples: 16-bit PCM is taken")
-    usable = len(pcm) - len(pcm) % (2 * max(1, channels))
-    samples = np.frombuffer(pcm[:usable], "<i2").astype(np.float32) / 32768.0
-    return samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
