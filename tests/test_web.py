@@ -99,6 +99,13 @@ async def _stream(ws, chunks: list[str]) -> None:
         await asyncio.sleep(max(0.0, start + (i + 1) * 0.1 - loop.time()))
 
 
+async def _ask(ws, text: str) -> None:
+    """A typed request, answered as the API has it: the item, then response.create."""
+    await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
+    await ws.send(json.dumps({"type": "response.create"}))
+
+
 async def _events(ws, until: str, timeout: float = 10.0) -> list[dict]:
     seen: list[dict] = []
     async with asyncio.timeout(timeout):
@@ -251,9 +258,7 @@ def test_bad_messages_get_an_error_and_the_session_goes_on(tmp_path):
                 await ws.send(json.dumps({"type": "session.update", "session": {
                     "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
                 updated = (await _events(ws, "session.updated"))[-1]
-                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
-                await ws.send(json.dumps({"type": "response.create"}))
+                await _ask(ws, "hello")
                 answered = await _events(ws, "response.done", timeout=10)
             return errors, updated, answered
 
@@ -270,9 +275,7 @@ def test_a_client_that_vanishes_mid_reply_frees_its_session(tmp_path):
     async def go():
         async with _server(tmp_path) as server:
             async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
-                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
-                await ws.send(json.dumps({"type": "response.create"}))
+                await _ask(ws, "hello")
                 await _events(ws, "response.output_audio.delta")
                 ws.transport.abort()  # gone, no close handshake
             await _gone(server)
@@ -360,9 +363,7 @@ def test_the_history_keeps_only_what_the_client_played(tmp_path):
     async def go():
         async with _server(tmp_path) as server:
             async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
-                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
-                await ws.send(json.dumps({"type": "response.create"}))
+                await _ask(ws, "hello")
                 done = (await _events(ws, "response.done"))[-1]["response"]
                 item_id = done["output"][0]["id"]
                 session = next(iter(server.connections.values())).session
@@ -463,9 +464,7 @@ def test_a_stop_ends_the_reply_and_tells_the_client(tmp_path):
     async def go():
         async with _server(tmp_path) as server:
             async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
-                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
-                await ws.send(json.dumps({"type": "response.create"}))
+                await _ask(ws, "hello")
                 await _events(ws, "response.output_audio.delta")
                 server.stopper.set()  # type: ignore[attr-defined]  # SIGTERM, as serve has it
                 done = (await _events(ws, "response.done"))[-1]

@@ -7,48 +7,22 @@ that sends garbage is dropped and the next one served. (Issue 23, first part.)""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.support.cli import start
-from tests.support.config import write_config
 from tests.support.speech import real, require_models, word_error_rate
+from tests.support.web import free_port, serving
 
 pytestmark = pytest.mark.realmodel
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def wyoming_uri(tmp_path_factory):
     require_models()
-    tmp: Path = tmp_path_factory.mktemp("wyoming")
-    uri = f"tcp://127.0.0.1:{_port()}"
-    config = write_config(tmp, wyoming={"uri": uri}, mqtt={"enabled": False}, satellites=[], log_level="info")
-    log = tmp / "stderr.log"
-    with open(log, "w+b") as err:
-        proc = start("serve", "-c", str(config), stderr=err, stdout=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 120
-            while b"Wyoming services at" not in log.read_bytes():
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
-            yield uri
-            proc.terminate()
-            assert proc.wait(15) == 0, log.read_text()[-3000:]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    uri = f"tcp://127.0.0.1:{free_port()}"
+    with serving(tmp_path_factory.mktemp("wyoming"), b"Wyoming services at", wyoming={"uri": uri}):
+        yield uri
 
 
 async def _read(client, wanted):

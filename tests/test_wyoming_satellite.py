@@ -88,7 +88,7 @@ def test_a_satellite_that_wakes_on_its_own_is_heard_without_our_wake_word(tmp_pa
     The satellite here is a stand-in speaking the protocol (the real one is above)."""
     import asyncio
 
-    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.audio import AudioChunk, AudioStop
     from wyoming.pipeline import PipelineStage, RunPipeline
     from wyoming.satellite import RunSatellite
     from wyoming.server import AsyncEventHandler, AsyncServer

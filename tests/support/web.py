@@ -1,5 +1,5 @@
-"""``voiceagent serve`` with only its web endpoint (``web:``, ``satellites: []``),
-as the web tests use it: real models, a token, a free port on loopback."""
+"""``voiceagent serve`` with only its network endpoints (``satellites: []``), as the
+web and Wyoming tests use it: real models, a free port on loopback (and a token)."""
 
 from __future__ import annotations
 
@@ -23,24 +23,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def web_serve(tmp: Path, **web: object) -> Iterator[tuple[str, Path]]:
-    """Yields the base URL (``http://127.0.0.1:PORT``) and the daemon's stderr log,
-    once the endpoint listens; stops it (SIGTERM, exit 0) afterwards."""
-    port = free_port()
-    config = write_config(
-        tmp, web={"enabled": True, "port": port, "token": TOKEN, **web},
-        mqtt={"enabled": False}, satellites=[], log_level="info",
-    )
+def serving(tmp: Path, ready: bytes, **sections: object) -> Iterator[Path]:
+    """``voiceagent serve`` on the repository's config changed by ``sections``, with no
+    MQTT and no room of its own, until its stderr says ``ready``; yields the stderr
+    log and stops it (SIGTERM, exit 0) afterwards."""
+    config = write_config(tmp, mqtt={"enabled": False}, satellites=[], log_level="info", **sections)
     path = tmp / "stderr.log"
     log = open(path, "w+b")
     proc = start("serve", "-c", str(config), stderr=log, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while b"web page at" not in path.read_bytes():
+        while ready not in path.read_bytes():
             assert proc.poll() is None, path.read_text()
-            assert time.monotonic() < deadline, "the endpoint never listened"
+            assert time.monotonic() < deadline, f"serve never printed {ready!r}"
             time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", path
+        yield path
         proc.terminate()
         assert proc.wait(15) == 0, path.read_text()[-3000:]
     finally:
@@ -48,3 +45,12 @@ def web_serve(tmp: Path, **web: object) -> Iterator[tuple[str, Path]]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def web_serve(tmp: Path, **web: object) -> Iterator[tuple[str, Path]]:
+    """Yields the base URL (``http://127.0.0.1:PORT``) and the daemon's stderr log,
+    once the endpoint listens."""
+    port = free_port()
+    with serving(tmp, b"web page at", web={"enabled": True, "port": port, "token": TOKEN, **web}) as log:
+        yield f"http://127.0.0.1:{port}", log
