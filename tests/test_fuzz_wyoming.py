@@ -21,7 +21,8 @@ from tests.support.fuzz import case_reporter, fuzz_settings
 from tests.support.web import free_port
 from voiceagent.config import config_from_dict
 from voiceagent.host.host import share
-from voiceagent.servers.wyoming import MAX_PAYLOAD, WyomingService
+from voiceagent.servers.wyoming import WyomingService
+from voiceagent.wyoming_bounded import MAX_PAYLOAD
 from voiceagent.stages.loading import Models
 from voiceagent.stages.workers import InlineWorker
 
@@ -120,4 +121,4 @@ def test_bad_input_is_one_log_line(tmp_path, caplog):
         asyncio.run(go())
     lines = [r for r in caplog.records if r.name == "voiceagent.servers.wyoming" and "Wyoming services at" not in r.getMessage()]
     assert len(lines) == 3, [r.getMessage() for r in lines]
-    assert all("\n" not in r.getMessage() and r.exc_info is None for r in lines)
+    assert all("\n" not in r.getMessage() and not r.exc_info for r in lines)

@@ -83,3 +83,54 @@ def test_info_transcribe_synthesize_and_handle(wyoming_uri):
     assert first is not None and first < 3.0  # timings: measured, not asserted here
     assert handled and len(handled.split()) >= 2
     assert "timer" in timer.lower() or "minute" in timer.lower(), timer
+
+
+def test_wake_word_service_hears_real_wake_words_and_not_requests(wyoming_uri):
+    """``detect`` as Home Assistant's wake word entity sends it: a real "hey jarvis"
+    gives ``detection`` with its name at about the time it ends; with two names
+    asked for, the one said is named; a request with no wake word in it ends in
+    ``not-detected``; audio in a format we do not take is an error, and the
+    connection goes on."""
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncClient
+    from wyoming.error import Error
+    from wyoming.info import Describe, Info
+    from wyoming.wake import Detect, Detection, NotDetected
+
+    async def stream(client, clip, names):
+        # with the second of room silence after it that a live stream has
+        pcm = (clip.audio * 32767).astype("<i2").tobytes() + bytes(32000)
+        await client.write_event(Detect(names=names).event())
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        for i in range(0, len(pcm), 2560):
+            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[i:i + 2560]).event())
+        await client.write_event(AudioStop().event())
+        async with asyncio.timeout(30):
+            while True:
+                event = await client.read_event()
+                if Detection.is_type(event.type) or NotDetected.is_type(event.type):
+                    return event
+
+    async def go():
+        async with AsyncClient.from_uri(wyoming_uri) as client:
+            await client.write_event(Describe().event())
+            info = Info.from_event(await _read(client, Info))
+            jarvis = await stream(client, real("w_mw_hey_jarvis_2"), ["hey_jarvis"])
+            alexa = await stream(client, real("w_mw_alexa_2"), ["hey_jarvis", "alexa"])
+            request = await stream(client, real("req_go_forward"), ["hey_jarvis"])
+            await client.write_event(Detect(names=["hey_jarvis"]).event())
+            await client.write_event(AudioStart(rate=16000, width=3, channels=1).event())
+            error = Error.from_event(await _read(client, Error))
+            await client.write_event(Describe().event())
+            again = await _read(client, Info)
+            return info, jarvis, alexa, request, error, again
+
+    info, jarvis, alexa, request, error, again = asyncio.run(go())
+    assert info.wake and {"hey_jarvis", "alexa"} <= {m.name for m in info.wake[0].models}
+    heard = Detection.from_event(jarvis)
+    clip = real("w_mw_hey_jarvis_2")
+    assert heard.name == "hey_jarvis"
+    assert clip.end_s * 1000 - 300 <= heard.timestamp <= clip.end_s * 1000 + 1200, heard
+    assert Detection.is_type(alexa.type) and Detection.from_event(alexa).name == "alexa"
+    assert NotDetected.is_type(request.type)
+    assert "16-bit" in error.text and again is not None

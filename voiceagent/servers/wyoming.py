@@ -7,21 +7,24 @@ One endpoint (``wyoming.uri``) whose ``info`` lists:
 - ``tts``: ``synthesize`` -> ``audio-start``, ``audio-chunk`` per sentence,
   ``audio-stop``; and synthesize streaming (``synthesize-start``/``-chunk``/``-stop``:
   each sentence spoken as soon as its text is complete);
+- ``wake``: ``detect`` + an audio stream -> ``detection`` (the name, and the
+  milliseconds into the stream) as each wake word is heard, ``not-detected`` at its
+  ``audio-stop`` if none was; the openWakeWord models we have;
 - ``handle``: a ``transcript`` -> ``handled``: local intents first, then the LLM.
 
-WORK IN PROGRESS (issue 23): wake, satellites, remote stages, the HA tests.
 Every request runs on the process's one worker per model, so Home Assistant's
-pipeline and the rooms share the CPU in order of urgency.
+pipeline and the rooms share the CPU in order of urgency. The protocol has no
+token: clients other than this machine's must be in ``wyoming.allowed_clients``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
 from wyoming.asr import Transcribe, Transcript, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
@@ -29,18 +32,24 @@ from wyoming.event import Event
 from wyoming.handle import Handled, NotHandled
 from wyoming.info import (
     AsrModel, AsrProgram, Attribution, Describe, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice,
+    WakeModel, WakeProgram,
 )
 from wyoming.server import AsyncEventHandler, AsyncServer
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+from wyoming.wake import Detect, Detection, NotDetected
 
 from voiceagent import __version__
-from voiceagent.audio.convert import float_to_int16_bytes, int16_to_mono, resample
+from voiceagent.audio.convert import StreamResampler, float_to_int16_bytes, int16_to_mono, resample
 from voiceagent.config import Config
+from voiceagent.config.house import WAKE_MODELS, WAKE_PHRASES
 from voiceagent.errors import ConfigError, VoiceAgentError
+from voiceagent.log_limit import LogLimiter
 from voiceagent.home.protocol import Commands
 from voiceagent.rules.splitter import ClauseSplitter, clean_for_speech
 from voiceagent.session.build import Shared
 from voiceagent.stages.lane import Priority
+from voiceagent.stages.wake import MODEL_RATE, WakeWordDetector
+from voiceagent.wyoming_bounded import BadInput, read_event
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +59,6 @@ MAX_AUDIO_S = 60.0
 CHUNK_S = 0.1
 """Seconds of synthesized audio per audio-chunk."""
 MAX_TEXT = 2000
-HEADER_LIMIT = 64 * 1024
-"""asyncio's line limit: a longer header line is refused."""
-MAX_DATA = 64 * 1024
-MAX_PAYLOAD = 1 << 20
-"""Bytes of one event's payload at most (an audio chunk is a few kB)."""
 STOP_S = 1.0
 """Seconds the listener has to close at the stop."""
 
@@ -68,6 +72,42 @@ class _Stream:
     size: int = 0
 
 
+def _check_format(rate: int, width: int, channels: int) -> None:
+    """Audio we take: 16-bit PCM, 1-8 channels, 8-96 kHz."""
+    if width != 2 or not 1 <= channels <= 8 or not 8000 <= rate <= 96000:
+        raise ValueError(f"audio of {width} bytes a sample, {channels} channels at {rate} Hz: "
+                         "we take 16-bit PCM (width 2), 1-8 channels, 8-96 kHz")
+
+
+class _Wake:
+    """One ``detect`` stream: its detectors, and what they heard in it."""
+
+    def __init__(self, detectors: list[WakeWordDetector]) -> None:
+        self.detectors = detectors
+        self.samples = 0
+        self.detected = False
+        self.rate = MODEL_RATE
+        self.resampler = StreamResampler(MODEL_RATE, MODEL_RATE)
+
+    def reset(self, rate: int) -> None:
+        """A new stream at ``rate``: nothing heard yet."""
+        for detector in self.detectors:
+            detector.reset()
+        self.samples, self.detected = 0, False
+        self.rate, self.resampler = rate, StreamResampler(rate, MODEL_RATE)
+
+    @property
+    def ms(self) -> int:
+        return self.samples * 1000 // MODEL_RATE
+
+    def detect(self, audio: np.ndarray) -> list[str]:
+        """The wake words heard in this block of 16 kHz audio (on the wake worker)."""
+        self.samples += audio.size
+        heard = [d.model for d in self.detectors if d.detect(audio)]
+        self.detected = self.detected or bool(heard)
+        return heard
+
+
 class WyomingService:
     """The endpoint; one ``_Connection`` per client, all on ``shared``'s models."""
 
@@ -77,7 +117,14 @@ class WyomingService:
         self.shared = shared
         self.commands = commands
         self.listening = asyncio.Event()
-        self.idle = True
+        self.busy = 0
+        """Requests being answered (a transcription, a synthesis, an answer, a wake stream)."""
+        self.refused = LogLimiter(logger)
+
+    @property
+    def idle(self) -> bool:
+        """No request is being answered (the host trims memory only then)."""
+        return self.busy == 0
 
     def info(self) -> Info:
         cfg = self.cfg
@@ -95,6 +142,13 @@ class WyomingService:
                 version=__version__, supports_synthesize_streaming=True,
                 voices=[TtsVoice(name=voice, attribution=ATTRIBUTION, installed=True, description=voice,
                                  version=__version__, languages=["en"])],
+            )],
+            wake=[WakeProgram(
+                name="voiceagent-wake", attribution=ATTRIBUTION, installed=True,
+                description="openWakeWord", version=__version__,
+                models=[WakeModel(name=m, attribution=ATTRIBUTION, installed=True, description=WAKE_PHRASES[m],
+                                  version=__version__, languages=["en"], phrase=WAKE_PHRASES[m])
+                        for m in WAKE_MODELS],
             )],
             handle=[HandleProgram(
                 name="voiceagent", attribution=ATTRIBUTION, installed=True,
@@ -121,46 +175,6 @@ class WyomingService:
                 await asyncio.wait_for(server.stop(), STOP_S)
 
 
-class BadInput(ValueError):
-    """What a client sent is no Wyoming event we can read: it is disconnected."""
-
-
-async def read_event(reader: asyncio.StreamReader) -> Event | None:
-    """The next event, read within bounds (the library's reader takes any
-    ``payload_length`` a client names, and memory with it). None at the end."""
-    try:
-        line = await reader.readline()
-    except (asyncio.LimitOverrunError, ValueError):
-        raise BadInput(f"a header line over {HEADER_LIMIT} bytes") from None
-    if not line:
-        return None
-    try:
-        header = json.loads(line)
-    except ValueError:
-        raise BadInput("a header that is not JSON") from None
-    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
-        raise BadInput("a header with no type")
-    data = header.get("data") or {}
-    sizes = {}
-    for key, limit in (("data_length", MAX_DATA), ("payload_length", MAX_PAYLOAD)):
-        size = header.get(key) or 0
-        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= limit:
-            raise BadInput(f"{key} {str(size)[:20]} (at most {limit})")
-        sizes[key] = size
-    if not isinstance(data, dict):
-        raise BadInput("data that is not an object")
-    if sizes["data_length"]:
-        try:
-            extra = json.loads(await reader.readexactly(sizes["data_length"]))
-        except ValueError:
-            raise BadInput("additional data that is not JSON") from None
-        if not isinstance(extra, dict):
-            raise BadInput("additional data that is not an object")
-        data.update(extra)
-    payload = await reader.readexactly(sizes["payload_length"]) if sizes["payload_length"] else None
-    return Event(type=header["type"][:100], data=data, payload=payload)
-
-
 class _Connection(AsyncEventHandler):
     def __init__(self, service: WyomingService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(reader, writer)
@@ -168,12 +182,24 @@ class _Connection(AsyncEventHandler):
         self.stream: _Stream | None = None
         self.streaming_tts: list[str] | None = None
         self.history: list[dict[str, str]] = []
+        self.dropping = False
+        """The audio stream was refused at its audio-start: its chunks are dropped."""
+        self.wake: _Wake | None = None
+        """The wake word stream asked for by ``detect``; None: audio is for the ASR."""
+        self.detectors: dict[str, WakeWordDetector] = {}
+        """Made at the first ``detect`` naming them, kept for the connection's next streams."""
         peer = writer.get_extra_info("peername")
+        self.address = peer[0] if isinstance(peer, tuple) else ""
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 
     async def run(self) -> None:
         """Events until the client goes; what cannot be read ends this client only,
         with one log line (the library's loop would lose the error in a task)."""
+        if not self.service.cfg.wyoming.admits(self.address):
+            self.service.refused.log(logging.WARNING, self.address, "wyoming: refused %s: not in wyoming.allowed_clients",
+                                     self.peer)
+            self.writer.close()
+            return
         try:
             while True:
                 event = await read_event(self.reader)
@@ -189,29 +215,44 @@ class _Connection(AsyncEventHandler):
             self.writer.close()
 
     async def handle_event(self, event: Event) -> bool:
+        self.service.busy += 1
         try:
             return await self._handle(event)
         except (ValueError, TypeError, KeyError, AttributeError) as err:  # a malformed event: say so, go on
-            logger.info("wyoming: bad %s event from %s: %s", event.type, self.peer, str(err)[:200])
+            if AudioStart.is_type(event.type):
+                self.stream, self.dropping = None, True
+            self.service.refused.log(logging.INFO, ("bad", event.type[:40]), "wyoming: bad %s event from %s: %s",
+                                     event.type[:40], self.peer, str(err)[:200])
             await self.write_event(Error(text=f"bad {event.type} event: {err}"[:200], code="bad-event").event())
             return True
         except VoiceAgentError as err:  # a model failed or timed out: this request, not the client
             logger.warning("wyoming: %s", err)
             await self.write_event(Error(text=str(err)[:200], code="failed").event())
             return True
+        finally:
+            self.service.busy -= 1
 
     async def _handle(self, event: Event) -> bool:
         if Describe.is_type(event.type):
             await self.write_event(self.service.info().event())
+        elif self.dropping and (AudioChunk.is_type(event.type) or AudioStop.is_type(event.type)):
+            self.dropping = not AudioStop.is_type(event.type)  # the refused stream's: said once, at its start
         elif Transcribe.is_type(event.type):
-            self.stream = _Stream()
+            self.stream, self.wake = _Stream(), None
+        elif Detect.is_type(event.type):
+            self.stream, self.wake = None, await self._wake_for(Detect.from_event(event).names)
+        elif self.wake is not None and (AudioStart.is_type(event.type) or AudioChunk.is_type(event.type)
+                                        or AudioStop.is_type(event.type)):
+            await self._listen_for_wake(self.wake, event)
         elif AudioStart.is_type(event.type):
             start = AudioStart.from_event(event)
+            _check_format(start.rate, start.width, start.channels)
             self.stream = _Stream(start.rate, start.width, start.channels)
         elif AudioChunk.is_type(event.type):
             if self.stream is None:
                 self.stream = _Stream()
             chunk = AudioChunk.from_event(event)
+            _check_format(chunk.rate, chunk.width, chunk.channels)
             self.stream.pcm.append(chunk.audio)
             self.stream.size += len(chunk.audio)
             if self.stream.size > MAX_AUDIO_S * chunk.rate * chunk.width * chunk.channels:
@@ -237,6 +278,43 @@ class _Connection(AsyncEventHandler):
         elif Transcript.is_type(event.type):
             await self._answer(Transcript.from_event(event).text)
         return True
+
+    async def _wake_for(self, names: list[str] | None) -> "_Wake":
+        """The detectors for ``names`` (None or []: the configured wake word, else every one)."""
+        wanted = [n.strip().lower().replace(" ", "_") for n in names or []]
+        unknown = [n for n in wanted if n not in WAKE_MODELS]
+        if unknown:
+            raise ValueError(f"no wake word model {unknown[0][:40]!r} (we have {', '.join(WAKE_MODELS)})")
+        if not wanted:
+            configured = self.service.cfg.wake.model
+            wanted = [configured] if configured != "none" else list(WAKE_MODELS)
+        wake_cfg, worker = self.service.cfg.wake, self.service.shared.workers.wake
+        for name in wanted:
+            if name not in self.detectors:
+                def make(name: str = name) -> WakeWordDetector:
+                    detector = WakeWordDetector(name, wake_cfg.threshold, MODEL_RATE)
+                    detector.warm_up()
+                    return detector
+                self.detectors[name] = await worker.call(make)
+        return _Wake([self.detectors[n] for n in dict.fromkeys(wanted)])
+
+    async def _listen_for_wake(self, wake: "_Wake", event: Event) -> None:
+        worker = self.service.shared.workers.wake
+        if AudioStart.is_type(event.type):
+            start = AudioStart.from_event(event)
+            _check_format(start.rate, start.width, start.channels)
+            await worker.call(wake.reset, start.rate)
+        elif AudioChunk.is_type(event.type):
+            chunk = AudioChunk.from_event(event)
+            _check_format(chunk.rate, chunk.width, chunk.channels)
+            if chunk.rate != wake.rate:  # no audio-start, or it lied
+                await worker.call(wake.reset, chunk.rate)
+            audio = wake.resampler(int16_to_mono(chunk.audio, chunk.width, chunk.channels))
+            for name in await worker.call(wake.detect, audio):
+                await self.write_event(Detection(name=name, timestamp=wake.ms).event())
+        else:  # audio-stop
+            if not wake.detected:
+                await self.write_event(NotDetected().event())
 
     async def _transcribe(self, stream: _Stream) -> None:
         audio = int16_to_mono(b"".join(stream.pcm), stream.width, stream.channels)

@@ -22,8 +22,7 @@ import logging
 
 import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncClient
-from wyoming.event import Event
+from wyoming.event import Event, async_write_event
 from wyoming.ping import Ping, Pong
 from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.satellite import RunSatellite
@@ -33,8 +32,10 @@ from voiceagent.audio.convert import float_to_int16_bytes, int16_to_mono, resamp
 from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
+from voiceagent.log_limit import LogLimiter
 from voiceagent.transports.base import BlockHandler
 from voiceagent.transports.web import NetworkTransport
+from voiceagent.wyoming_bounded import HEADER_LIMIT, BadInput, read_event
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class WyomingSatelliteTransport:
         """The turn whose audio is being sent (between audio-start and audio-stop)."""
         self.connected = asyncio.Event()
         self._handler: BlockHandler | None = None
+        self._bad = LogLimiter(logger)
         self._woke_recently = False
         """A detection came just before its run-pipeline: one wake, not two."""
 
@@ -75,14 +77,20 @@ class WyomingSatelliteTransport:
     async def _keep_connected(self, stop: asyncio.Event) -> None:
         wait = RETRY_MIN_S
         while not stop.is_set():
+            writer: asyncio.StreamWriter | None = None
             try:
-                async with AsyncClient.from_uri(self.uri) as client:
-                    logger.info("connected to the satellite at %s", self.uri)
-                    wait = RETRY_MIN_S
-                    await self._serve(client, stop)
+                host, _, port = self.uri.removeprefix("tcp://").rpartition(":")
+                reader, writer = await asyncio.open_connection(host, int(port), limit=HEADER_LIMIT)
+                logger.info("connected to the satellite at %s", self.uri)
+                wait = RETRY_MIN_S
+                await self._serve(reader, writer, stop)
+            except BadInput as err:
+                logger.warning("satellite %s sent %s; trying again in %g s", self.uri, err, wait)
             except (OSError, asyncio.IncompleteReadError, ValueError) as err:
                 logger.warning("satellite %s: %s; trying again in %g s", self.uri, err or type(err).__name__, wait)
             finally:
+                if writer is not None:
+                    writer.close()
                 self._out = None
                 self._playing = None
                 self.connected.clear()
@@ -90,27 +98,31 @@ class WyomingSatelliteTransport:
                 await asyncio.wait_for(stop.wait(), wait)
             wait = min(RETRY_MAX_S, wait * 2)
 
-    async def _serve(self, client: AsyncClient, stop: asyncio.Event) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event) -> None:
         out: asyncio.Queue[Event] = asyncio.Queue()
-        await client.write_event(RunSatellite().event())
+        await async_write_event(RunSatellite().event(), writer)
         self._out = out
         self.connected.set()
-        writer = asyncio.ensure_future(self._write(client, out))
+        sending = asyncio.ensure_future(self._write(writer, out))
         try:
             while not stop.is_set():
-                event = await client.read_event()
+                event = await read_event(reader)
                 if event is None:
                     raise OSError("the satellite closed the connection")
-                if writer.done():
-                    writer.result()  # the write failed: say why
-                self._on_event(event)
+                if sending.done():
+                    sending.result()  # the write failed: say why
+                try:
+                    self._on_event(event)
+                except (ValueError, KeyError, TypeError, AttributeError) as err:  # malformed: skipped
+                    self._bad.log(logging.WARNING, event.type, "satellite %s sent a bad %s event: %s",
+                                  self.uri, event.type[:40], str(err)[:200])
         finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
 
-    async def _write(self, client: AsyncClient, out: asyncio.Queue[Event]) -> None:
+    async def _write(self, writer: asyncio.StreamWriter, out: asyncio.Queue[Event]) -> None:
         while True:
-            await client.write_event(await out.get())
+            await async_write_event(await out.get(), writer)
 
     def _on_event(self, event: Event) -> None:
         if AudioChunk.is_type(event.type):
