@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := libportaudio2 espeak-ng sox pulseaudio pulseaudio-utils \
-	libasound2-plugins mosquitto mosquitto-clients openssl chromium
+	libasound2-plugins mosquitto mosquitto-clients openssl chromium ffmpeg
 # llama.cpp compiled natively crashes (SIGSEGV in the AMX kernels) on CPUs that
 # report AMX inside VMs that do not support it; build for AVX2 instead. On a
 # CUDA machine: make LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" ...
@@ -26,7 +26,7 @@ PIP_INSTALL := $(PY) -m pip install -q --require-hashes --no-build-isolation
 demo: setup
 	$(VENV)/bin/voiceagent demo
 
-test: setup ha-venv satellite-venv
+test: setup ha-venv satellite-venv wyoming-peers-venv
 	$(PY) -m pytest -q -rs
 
 test-fast: $(VENV)/.installed
@@ -78,6 +78,8 @@ lock:
 	$(UV_COMPILE) requirements-build.in -o requirements-build.lock
 	$(UV_COMPILE) requirements-pipecat.in -o requirements-pipecat.lock
 	$(UV_COMPILE) requirements-satellite.in -c requirements-build.lock -o requirements-satellite.lock
+	$(UV_COMPILE) requirements-wyoming-asr.in -c requirements-build.lock -o requirements-wyoming-asr.lock
+	$(UV_COMPILE) requirements-wyoming-tts.in -c requirements-build.lock -o requirements-wyoming-tts.lock
 	rm -rf $(HA_WHEEL_DIR) && $(TOOLS_VENV)/bin/pip download -q --no-deps -d $(HA_WHEEL_DIR) \
 		homeassistant==$(HA_VERSION)
 	$(TOOLS_VENV)/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt"))' \
@@ -103,6 +105,18 @@ $(PIPECAT_VENV)/.installed: requirements-pipecat.lock requirements-build.lock
 		--require-hashes --no-build-isolation -r requirements-pipecat.lock
 	touch $@
 
+# A venv of its own for a foreign program the tests run (Home Assistant, the
+# Wyoming satellite and servers): $(1) the venv, $(2) its hash-pinned lock, $(3) the
+# Python to make it with. Build tools first, from their own lock (see $(VENV)).
+define foreign_venv
+$(1)/.installed: $(2) requirements-build.lock
+	test -x $(1)/bin/python || $(3) -m venv $(1)
+	echo '*' > $(1)/.gitignore
+	$(1)/bin/python -m pip install -q --require-hashes --no-build-isolation -r requirements-build.lock
+	$(1)/bin/python -m pip install -q --require-hashes --no-build-isolation -r $(2)
+	touch $$@
+endef
+
 # A separate venv with a real Home Assistant for the tests (tests/support/home_assistant.py
 # starts it on loopback), so that its many exact pins cannot break the project
 # venv. requirements-ha.lock is compiled from requirements-ha.in under the
@@ -117,14 +131,7 @@ HA_CONSTRAINTS := $(TOOLS_VENV)/ha-package_constraints.txt
 .PHONY: ha-venv
 ha-venv: $(HA_VENV)/.installed
 
-$(HA_VENV)/.installed: requirements-ha.lock requirements-build.lock
-	test -x $(HA_VENV)/bin/python || $(PYTHON) -m venv $(HA_VENV)
-	echo '*' > $(HA_VENV)/.gitignore
-	$(HA_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
-		-r requirements-build.lock
-	$(HA_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
-		-r requirements-ha.lock
-	touch $@
+$(eval $(call foreign_venv,$(HA_VENV),requirements-ha.lock,$(PYTHON)))
 
 # The reference Wyoming satellite (wyoming-satellite 1.0.0, the only PyPI release)
 # for the tests, in its own venv: it pins wyoming 1.4.1. Pinned in
@@ -134,11 +141,18 @@ SATELLITE_VENV := .venv-satellite
 .PHONY: satellite-venv
 satellite-venv: $(SATELLITE_VENV)/.installed
 
-$(SATELLITE_VENV)/.installed: requirements-satellite.lock requirements-build.lock
-	test -x $(SATELLITE_VENV)/bin/python || $(PYTHON) -m venv $(SATELLITE_VENV)
-	echo '*' > $(SATELLITE_VENV)/.gitignore
-	$(SATELLITE_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
-		-r requirements-build.lock
-	$(SATELLITE_VENV)/bin/python -m pip install -q --require-hashes --no-build-isolation \
-		-r requirements-satellite.lock
-	touch $@
+$(eval $(call foreign_venv,$(SATELLITE_VENV),requirements-satellite.lock,$(PYTHON)))
+
+# The reference Wyoming speech-to-text and text-to-speech servers
+# (wyoming-faster-whisper 3.8.1, wyoming-piper 2.5.2) for the tests in which voiceagent
+# uses them as its remote ASR and TTS stages (tests/support/wyoming_peers.py), each in a
+# venv of its own, as they would be programs of their own on another machine. Pinned
+# in requirements-wyoming-asr.lock / requirements-wyoming-tts.lock (from their .in files).
+WYOMING_ASR_VENV := .venv-wyoming-asr
+WYOMING_TTS_VENV := .venv-wyoming-tts
+
+.PHONY: wyoming-peers-venv
+wyoming-peers-venv: $(WYOMING_ASR_VENV)/.installed $(WYOMING_TTS_VENV)/.installed
+
+$(eval $(call foreign_venv,$(WYOMING_ASR_VENV),requirements-wyoming-asr.lock,$(PYTHON)))
+$(eval $(call foreign_venv,$(WYOMING_TTS_VENV),requirements-wyoming-tts.lock,$(PYTHON)))

@@ -10,9 +10,10 @@ instead of a silently ignored setting. Model paths that are relative are resolve
 against the directory of the config file (the repository root for the shipped
 ``config.yaml``), so ``voiceagent`` can be started from anywhere.
 
-- ``sections``: the pipeline (audio, VAD, ASR, LLM, TTS, turns, echo, barge-in);
+- ``sections``: the pipeline (audio, VAD, turns, echo, barge-in);
+- ``stages``: the models (ASR, LLM, TTS), here or on a server;
 - ``house``: wake word, MQTT, Home Assistant, the daemon;
-- ``network``: endpoints others connect to (``web:``);
+- ``network``: endpoints others connect to (``web:``, ``wyoming:``);
 - ``rooms``: the ``satellites:`` list;
 - ``model``: ``Config`` and each room's view of it (``Config.for_room``);
 - ``loading``: the file, and one-line errors naming the key.
@@ -26,9 +27,10 @@ from voiceagent.config.model import Config
 from voiceagent.config.network import WebConfig
 from voiceagent.config.rooms import SatelliteConfig
 from voiceagent.config.sections import (
-    DEFAULT_BACKCHANNELS, DEFAULT_STOP_PHRASES, AsrConfig, AudioConfig, BargeInConfig, EchoConfig,
-    LlmConfig, PcmFormat, TtsConfig, TurnConfig, VadConfig,
+    DEFAULT_BACKCHANNELS, DEFAULT_STOP_PHRASES, AudioConfig, BargeInConfig, EchoConfig, PcmFormat, TurnConfig,
+    VadConfig,
 )
+from voiceagent.config.stages import AsrConfig, LlmConfig, TtsConfig
 
 __all__ = [
     "DEFAULT_BACKCHANNELS", "DEFAULT_CONFIG_NAME", "DEFAULT_STOP_PHRASES", "WAKE_MODELS", "WAKE_PHRASES",

@@ -11,9 +11,8 @@ from pydantic import Field, field_validator
 from voiceagent.config.house import HomeAssistantConfig, MqttConfig, ServeConfig, WakeConfig
 from voiceagent.config.network import WebConfig, WyomingConfig
 from voiceagent.config.rooms import SatelliteConfig, check_unique, slug
-from voiceagent.config.sections import (
-    AsrConfig, AudioConfig, BargeInConfig, EchoConfig, LlmConfig, TtsConfig, TurnConfig, VadConfig, _Section,
-)
+from voiceagent.config.sections import AudioConfig, BargeInConfig, EchoConfig, TurnConfig, VadConfig, _Section
+from voiceagent.config.stages import AsrConfig, LlmConfig, TtsConfig
 from voiceagent.errors import ConfigError
 from voiceagent.rules.endpointer import EndpointerSettings
 

@@ -59,10 +59,46 @@ class WebConfig(_Section):
 
 
 class WyomingConfig(_Section):
-    """Home Assistant's voice protocol (``voiceagent serve``): our ASR, TTS and
-    conversation as Wyoming services on the shared models."""
+    """Home Assistant's voice protocol (``voiceagent serve``): our ASR, TTS, wake word
+    and conversation as Wyoming services on the shared models.
+
+    The protocol has no token (Home Assistant sends none), so an endpoint other
+    machines can reach admits only the addresses named in ``allowed_clients``."""
 
     uri: str | None = Field(
         None, pattern=r"^tcp://[^:/]+:\d{1,5}$",
         description="where to listen, e.g. tcp://127.0.0.1:10700; null: off",
     )
+    allowed_clients: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="addresses or networks (e.g. 192.168.1.10, 10.0.0.0/24) that may connect; "
+        "needed when uri is not loopback, since Wyoming has no token; others are disconnected at once",
+    )
+
+    @model_validator(mode="after")
+    def _exposed_needs_an_allowlist(self) -> "WyomingConfig":
+        for entry in self.allowed_clients:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"wyoming.allowed_clients: {entry[:60]!r} is no address or network") from None
+        if self.uri is not None and not self.allowed_clients:
+            host = self.uri.removeprefix("tcp://").rpartition(":")[0]
+            if not is_loopback(host):
+                raise ValueError(
+                    f"wyoming.uri {self.uri} is reachable from other machines and the Wyoming protocol "
+                    "has no token: name who may connect in wyoming.allowed_clients (e.g. Home Assistant's address)"
+                )
+        return self
+
+    def admits(self, address: str) -> bool:
+        """Whether a client at ``address`` may connect (loopback always may)."""
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:  # a dual-stack listener's IPv4 peer
+            ip = ip.ipv4_mapped
+        if ip.is_loopback:
+            return True
+        return any(ip in ipaddress.ip_network(n, strict=False) for n in self.allowed_clients)

@@ -65,7 +65,11 @@ class Models:
 
 def check_model_paths(cfg: Config) -> dict[str, Path]:
     """Absolute model paths, or a one-line error naming the first missing one."""
-    paths = {"asr": cfg.resolve_model(cfg.asr.model), "tts": cfg.resolve_model(cfg.tts.model)}
+    paths = {}
+    if cfg.asr.backend == "whisper":
+        paths["asr"] = cfg.resolve_model(cfg.asr.model)
+    if cfg.tts.backend == "piper":
+        paths["tts"] = cfg.resolve_model(cfg.tts.model)
     if cfg.llm.backend == "llama":
         paths["llm"] = cfg.resolve_model(Path(cfg.llm.model))
     if cfg.turn.end_model == "smart-turn":
@@ -78,23 +82,51 @@ def check_model_paths(cfg: Config) -> dict[str, Path]:
 
 def load_models(cfg: Config) -> Models:
     """Load and warm up the models (so the first turn is as fast as the rest)."""
-    from voiceagent.stages.piper import PiperSynthesizer
     from voiceagent.stages.smart_turn import SmartTurn
-    from voiceagent.stages.whisper import WhisperTranscriber
 
     paths = check_model_paths(cfg)
     start = time.perf_counter()
-    transcriber = WhisperTranscriber(paths["asr"], cfg.asr)
-    transcriber.warm_up()
+    transcriber = load_transcriber(cfg, paths.get("asr"))
     chat, capabilities = load_chat(cfg, paths.get("llm"))
-    synthesizer = PiperSynthesizer(paths["tts"], cfg.tts)
-    synthesizer.warm_up()
+    synthesizer = load_synthesizer(cfg, paths.get("tts"))
     end_model = None
     if "turn" in paths:
         end_model = SmartTurn(paths["turn"], cfg.turn.threads, cfg.turn.device)
         end_model.warm_up()
     logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - start)
     return Models(transcriber, chat, synthesizer, end_model, **capabilities)
+
+
+def load_transcriber(cfg: Config, path: Path | None) -> Transcriber:
+    """The configured ASR, warmed up: in this process, or a Wyoming server's."""
+    if cfg.asr.backend == "wyoming":
+        from voiceagent.stages.wyoming import WyomingTranscriber
+
+        remote = WyomingTranscriber(cfg.asr)
+        remote.warm_up()
+        return remote
+    from voiceagent.stages.whisper import WhisperTranscriber
+
+    assert path is not None
+    local = WhisperTranscriber(path, cfg.asr)
+    local.warm_up()
+    return local
+
+
+def load_synthesizer(cfg: Config, path: Path | None) -> Synthesizer:
+    """The configured TTS, warmed up: in this process, or a Wyoming server's."""
+    if cfg.tts.backend == "wyoming":
+        from voiceagent.stages.wyoming import WyomingSynthesizer
+
+        remote = WyomingSynthesizer(cfg.tts)
+        remote.warm_up()
+        return remote
+    from voiceagent.stages.piper import PiperSynthesizer
+
+    assert path is not None
+    local = PiperSynthesizer(path, cfg.tts)
+    local.warm_up()
+    return local
 
 
 def load_chat(cfg: Config, path: Path | None) -> tuple[ChatModel, dict[str, object]]:
