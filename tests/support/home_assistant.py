@@ -39,6 +39,7 @@ fixtures are registered for every test module by tests/conftest.py)::
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -182,8 +183,9 @@ def _yaml(value: Any) -> str:
     return json.dumps(value)
 
 
-def configuration_yaml(house: House, port: int) -> str:
-    """Home Assistant's configuration.yaml for ``house`` on 127.0.0.1:``port``."""
+def configuration_yaml(house: House, port: int, extra: str = "") -> str:
+    """Home Assistant's configuration.yaml for ``house`` on 127.0.0.1:``port``, with the
+    YAML text ``extra`` (more top-level sections, e.g. ``media_source:``) at its end."""
     lines = [
         "homeassistant:",
         f"  name: {_yaml(house.name)}",
@@ -278,7 +280,7 @@ def configuration_yaml(house: House, port: int) -> str:
                 "    min_temp: 5",
                 "    max_temp: 30",
             ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + extra
 
 
 # -- a minimal WebSocket client (RFC 6455, client side, no extensions) -------------
@@ -340,6 +342,11 @@ class _WebSocket:
     def send_json(self, message: dict[str, Any]) -> None:
         self._send_frame(0x1, json.dumps(message).encode())
 
+    def send_bytes(self, payload: bytes) -> None:
+        """One binary message (e.g. audio for ``assist_pipeline/run``: its handler id
+        byte, then the PCM)."""
+        self._send_frame(0x2, payload)
+
     def receive_json(self) -> Any:
         parts: list[bytes] = []
         while True:
@@ -400,10 +407,13 @@ class HomeAssistant:
         port: int = 0,
         hass: Path = HASS,
         start_timeout: float = START_TIMEOUT_S,
+        extra_config: str = "",
     ) -> None:
         """``directory``: holds the config dir (``config/``) and hass's own output.
 
-        ``port``: 0 for a free one, chosen on the first :meth:`start`.
+        ``port``: 0 for a free one, chosen on the first :meth:`start`. ``hass``: the
+        program (another venv's for another release). ``extra_config``: YAML text
+        appended to configuration.yaml.
         """
         if not Path(hass).exists():
             raise RuntimeError(
@@ -416,6 +426,7 @@ class HomeAssistant:
         """The TCP port, fixed by the first start and kept by later ones."""
         self.hass = Path(hass)
         self.start_timeout = start_timeout
+        self.extra_config = extra_config
         self.start_seconds: float | None = None
         """How long the latest start took (until RUNNING and, the first time, set up)."""
         self._proc: _Proc | None = None
@@ -441,7 +452,7 @@ class HomeAssistant:
                         self.port = free_port()
                     self.config_dir.mkdir(parents=True, exist_ok=True)
                     (self.config_dir / "configuration.yaml").write_text(
-                        configuration_yaml(self.house, self.port), encoding="utf-8"
+                        configuration_yaml(self.house, self.port, self.extra_config), encoding="utf-8"
                     )
                     try:
                         self._launch()
@@ -615,6 +626,24 @@ class HomeAssistant:
         """One WebSocket command (without ``id``), e.g. ``{"type":
         "config/area_registry/list"}``: its result. Raises HomeAssistantError on failure."""
         return self.ws_many([command], timeout=timeout)[0]
+
+    @contextlib.contextmanager
+    def websocket(self, *, timeout: float = 10.0) -> Iterator[_WebSocket]:
+        """An authenticated WebSocket connection, closed after: for commands that go on
+        sending events (``assist_pipeline/run``, subscriptions). The caller numbers its
+        commands (``id``) and reads the answers with ``receive_json()``."""
+        sock = _WebSocket(self.host, self.port, "/api/websocket", timeout)
+        try:
+            hello = sock.receive_json()
+            if hello.get("type") != "auth_required":
+                raise WebSocketError(f"unexpected greeting {hello}")
+            sock.send_json({"type": "auth", "access_token": self.token})
+            auth = sock.receive_json()
+            if auth.get("type") != "auth_ok":
+                raise HomeAssistantError(f"WebSocket authentication failed: {auth}")
+            yield sock
+        finally:
+            sock.close()
 
     def ws_many(
         self, commands: list[dict[str, Any]], *, timeout: float = 10.0, token: str | None = None
