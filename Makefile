@@ -26,7 +26,7 @@ PIP_INSTALL := $(PY) -m pip install -q --require-hashes --no-build-isolation
 demo: setup
 	$(VENV)/bin/voiceagent demo
 
-test: setup ha-venv satellite-venv wyoming-peers-venv
+test: setup ha-venv ha2025-venv satellite-venv wyoming-peers-venv
 	$(PY) -m pytest -q -rs
 
 test-fast: $(VENV)/.installed
@@ -85,6 +85,13 @@ lock:
 	$(TOOLS_VENV)/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt"))' \
 		$(HA_WHEEL_DIR)/homeassistant-$(HA_VERSION)-py3-none-any.whl > $(HA_CONSTRAINTS)
 	$(UV_COMPILE) requirements-ha.in -c $(HA_CONSTRAINTS) -c requirements-build.lock -o requirements-ha.lock
+	rm -rf $(HA2025_WHEEL_DIR) && $(TOOLS_VENV)/bin/pip download -q --no-deps \
+		--python-version 3.13 --only-binary=:all: -d $(HA2025_WHEEL_DIR) homeassistant==$(HA2025_VERSION)
+	$(TOOLS_VENV)/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt"))' \
+		$(HA2025_WHEEL_DIR)/homeassistant-$(HA2025_VERSION)-py3-none-any.whl > $(HA2025_CONSTRAINTS)
+	$(UV_COMPILE_313) requirements-ha2025-build.in -c requirements-build.lock -o requirements-ha2025-build.lock
+	$(UV_COMPILE_313) requirements-ha2025.in -c $(HA2025_CONSTRAINTS) -c requirements-build.lock \
+		-o requirements-ha2025.lock
 
 # A separate venv for the `voiceagent bench --peer pipecat` comparison, so that
 # pipecat's dependency pins cannot break the project venv. It holds pipecat with
@@ -107,12 +114,14 @@ $(PIPECAT_VENV)/.installed: requirements-pipecat.lock requirements-build.lock
 
 # A venv of its own for a foreign program the tests run (Home Assistant, the
 # Wyoming satellite and servers): $(1) the venv, $(2) its hash-pinned lock, $(3) the
-# Python to make it with. Build tools first, from their own lock (see $(VENV)).
+# Python to make it with, $(4) more build tools' locks. Build tools first, from their
+# own lock (see $(VENV)).
 define foreign_venv
-$(1)/.installed: $(2) requirements-build.lock
+$(1)/.installed: $(2) requirements-build.lock $(4)
 	test -x $(1)/bin/python || $(3) -m venv $(1)
 	echo '*' > $(1)/.gitignore
-	$(1)/bin/python -m pip install -q --require-hashes --no-build-isolation -r requirements-build.lock
+	$(1)/bin/python -m pip install -q --require-hashes --no-build-isolation -r requirements-build.lock \
+		$(addprefix -r ,$(4))
 	$(1)/bin/python -m pip install -q --require-hashes --no-build-isolation -r $(2)
 	touch $$@
 endef
@@ -132,6 +141,28 @@ HA_CONSTRAINTS := $(TOOLS_VENV)/ha-package_constraints.txt
 ha-venv: $(HA_VENV)/.installed
 
 $(eval $(call foreign_venv,$(HA_VENV),requirements-ha.lock,$(PYTHON)))
+
+# A second, newer Home Assistant for the tests (tests/test_wyoming_ha2025.py: its
+# Assist conversation through our Wyoming `handle`), in its own venv on Python 3.13
+# from pyenv: 2025.4.4 is the newest release that installs on 3.13.0 (2025.5+
+# needs 3.13.2). PYTHON313=/path/to/python3.13 overrides the pyenv one. Two of its
+# packages build from source with pybind11 (requirements-ha2025-build.in).
+PYTHON313 ?= $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin/python3
+HA2025_VENV := .venv-ha2025
+HA2025_VERSION = $(shell sed -n 's/^homeassistant==\([^ ]*\).*/\1/p' requirements-ha2025.in)
+HA2025_WHEEL_DIR := $(TOOLS_VENV)/ha2025-wheel
+HA2025_CONSTRAINTS := $(TOOLS_VENV)/ha2025-package_constraints.txt
+UV_COMPILE_313 = $(subst --python-version 3.11,--python-version 3.13,$(UV_COMPILE))
+
+.PHONY: ha2025-venv python313
+ha2025-venv: python313 $(HA2025_VENV)/.installed
+
+python313:
+	@"$(PYTHON313)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || { \
+		echo "ha2025-venv needs Python 3.13 (Home Assistant 2025.4.4), not found at '$(PYTHON313)':" >&2; \
+		echo "  pyenv install 3.13.0, or make PYTHON313=/path/to/python3.13 ha2025-venv" >&2; exit 1; }
+
+$(eval $(call foreign_venv,$(HA2025_VENV),requirements-ha2025.lock,"$(PYTHON313)",requirements-ha2025-build.lock))
 
 # The reference Wyoming satellite (wyoming-satellite 1.0.0, the only PyPI release)
 # for the tests, in its own venv: it pins wyoming 1.4.1. Pinned in

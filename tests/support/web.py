@@ -25,9 +25,9 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serving(tmp: Path, ready: bytes, **sections: object) -> Iterator[Path]:
     """``voiceagent serve`` on the repository's config changed by ``sections``, with no
-    MQTT and no room of its own, until its stderr says ``ready``; yields the stderr
+    MQTT and no room of its own unless ``sections`` gives ``satellites``, until its stderr says ``ready``; yields the stderr
     log and stops it (SIGTERM, exit 0) afterwards."""
-    config = write_config(tmp, mqtt={"enabled": False}, satellites=[], log_level="info", **sections)
+    config = write_config(tmp, **{"mqtt": {"enabled": False}, "satellites": [], "log_level": "info", **sections})
     path = tmp / "stderr.log"
     log = open(path, "w+b")
     proc = start("serve", "-c", str(config), stderr=log, stdout=subprocess.DEVNULL)
