@@ -122,3 +122,34 @@ def test_bad_input_is_one_log_line(tmp_path, caplog):
     lines = [r for r in caplog.records if r.name == "voiceagent.servers.wyoming" and "Wyoming services at" not in r.getMessage()]
     assert len(lines) == 3, [r.getMessage() for r in lines]
     assert all("\n" not in r.getMessage() and not r.exc_info for r in lines)
+
+
+def test_a_conversation_id_keeps_the_history_across_connections(tmp_path):
+    """Home Assistant opens a connection per turn; a client that names its
+    conversation (``context.conversation_id``, newer wyoming) is answered with
+    the turns before; one that does not starts afresh each connection."""
+    from wyoming.asr import Transcript
+    from wyoming.client import AsyncClient
+    from wyoming.handle import Handled
+
+    async def go():
+        service, uri = _service(tmp_path)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(service.run(stop))
+        await service.listening.wait()
+        try:
+            for text, context in (("What is a heron?", {"conversation_id": "c1"}),
+                                  ("How tall is it?", {"conversation_id": "c1"}),
+                                  ("And a crane?", None)):
+                async with AsyncClient.from_uri(uri) as client:
+                    await client.write_event(Transcript(text=text, context=context).event())
+                    while not Handled.is_type((await client.read_event()).type):
+                        pass
+        finally:
+            stop.set()
+            await task
+        return service.shared.models.chat.seen
+
+    seen = asyncio.run(go())
+    users = [[m["content"] for m in messages if m["role"] == "user"] for messages in seen]
+    assert users == [["What is a heron?"], ["What is a heron?", "How tall is it?"], ["And a crane?"]]

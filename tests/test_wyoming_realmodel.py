@@ -82,7 +82,8 @@ def test_info_transcribe_synthesize_and_handle(wyoming_uri):
     assert samples / rate >= 0.5
     assert first is not None and first < 3.0  # timings: measured, not asserted here
     assert handled and len(handled.split()) >= 2
-    assert "timer" in timer.lower() or "minute" in timer.lower(), timer
+    # no room to ring it in (satellites: []): said so, not claimed
+    assert "can't set a timer" in timer, timer
 
 
 def test_wake_word_service_hears_real_wake_words_and_not_requests(wyoming_uri):

@@ -37,6 +37,12 @@ class Timer:
         return max(0.0, self.ends_at - now)
 
 
+def done_speech(timer: "Timer") -> str:
+    """What is said when ``timer`` ends."""
+    what = f"The {timer.name} timer" if timer.name else f"Your timer for {spoken_length(timer.seconds)}"
+    return f"{what} is done."
+
+
 def spoken_length(seconds: int) -> str:
     """"5 minutes", "1 hour and 30 minutes", "45 seconds"."""
     h, rest = divmod(int(seconds), 3600)

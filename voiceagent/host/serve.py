@@ -114,11 +114,17 @@ async def _serve(cfg, rooms, transports, logs, models, events_file, out, credent
             asyncio.ensure_future(_announce(web, out))
         if cfg.wyoming.uri:
             from voiceagent.home.setup import build_home
+            from voiceagent.home.timers import Timer, done_speech
             from voiceagent.servers.wyoming import WyomingService
 
-            # Home Assistant's conversations: the house's intents (and timers) first, then the LLM
-            commands = build_home(cfg, host.shared.home)
-            wyoming = WyomingService(cfg, cfg.wyoming.uri, host.shared, commands)
+            # Home Assistant's conversations: the house's intents (and timers) first, then the
+            # LLM. A timer set through it rings in every room (Wyoming's handle has no speaker).
+            def ring(timer: Timer) -> None:
+                for room in host.rooms:
+                    room.session.conv.say(done_speech(timer))
+
+            commands = build_home(cfg, host.shared.home, ring)
+            wyoming = WyomingService(cfg, cfg.wyoming.uri, host.shared, commands, can_ring=bool(host.rooms))
             host.services.append(wyoming)
             asyncio.ensure_future(_announce_wyoming(wyoming, out))
         if several:

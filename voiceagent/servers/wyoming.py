@@ -59,6 +59,9 @@ MAX_AUDIO_S = 60.0
 CHUNK_S = 0.1
 """Seconds of synthesized audio per audio-chunk."""
 MAX_TEXT = 2000
+MAX_CONVERSATIONS = 64
+"""Conversations (by a client's ``conversation_id``) whose history is kept."""
+NO_RING = "Sorry, I can't set a timer from here: I have no speaker in this house to ring it on."
 STOP_S = 1.0
 """Seconds the listener has to close at the stop."""
 
@@ -111,8 +114,11 @@ class _Wake:
 class WyomingService:
     """The endpoint; one ``_Connection`` per client, all on ``shared``'s models."""
 
-    def __init__(self, cfg: Config, uri: str, shared: Shared, commands: Commands | None = None) -> None:
+    def __init__(self, cfg: Config, uri: str, shared: Shared, commands: Commands | None = None,
+                 can_ring: bool = False) -> None:
+        """``can_ring``: a timer set through ``handle`` has a room to ring in."""
         self.cfg = cfg
+        self.can_ring = can_ring
         self.uri = uri
         self.shared = shared
         self.commands = commands
@@ -120,6 +126,16 @@ class WyomingService:
         self.busy = 0
         """Requests being answered (a transcription, a synthesis, an answer, a wake stream)."""
         self.refused = LogLimiter(logger)
+        self._histories: dict[str, list[dict[str, str]]] = {}
+
+    def history(self, conversation: str) -> list[dict[str, str]]:
+        """The turns of ``conversation`` so far (the last ``MAX_CONVERSATIONS`` kept)."""
+        key = conversation[:100]
+        history = self._histories.pop(key, [])
+        self._histories[key] = history
+        while len(self._histories) > MAX_CONVERSATIONS:
+            self._histories.pop(next(iter(self._histories)))
+        return history
 
     @property
     def idle(self) -> bool:
@@ -276,7 +292,8 @@ class _Connection(AsyncEventHandler):
             await self._synthesize(text)
             await self.write_event(SynthesizeStopped().event())
         elif Transcript.is_type(event.type):
-            await self._answer(Transcript.from_event(event).text)
+            transcript = Transcript.from_event(event)
+            await self._answer(transcript.text, transcript.context)
         return True
 
     async def _wake_for(self, names: list[str] | None) -> "_Wake":
@@ -340,7 +357,9 @@ class _Connection(AsyncEventHandler):
                     await self.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[i : i + step]).event())
         await self.write_event(AudioStop().event())
 
-    async def _answer(self, text: str) -> None:
+    async def _answer(self, text: str, context: dict | None = None) -> None:
+        """``context``: a newer client's (``conversation_id``): turns of one conversation
+        share a history across connections (Home Assistant opens one per turn)."""
         text = text.strip()[:MAX_TEXT]
         if not text:
             await self.write_event(NotHandled(text="nothing was said").event())
@@ -348,16 +367,22 @@ class _Connection(AsyncEventHandler):
         commands = self.service.commands
         command = commands.match(text) if commands is not None else None
         if command is not None and commands is not None:
+            if command.intent == "HassStartTimer" and not self.service.can_ring:  # never claim what cannot be
+                await self.write_event(Handled(text=NO_RING).event())
+                return
             outcome = await commands.execute(command)
             await self.write_event(Handled(text=outcome.speech).event())
             return
         shared, cfg = self.service.shared, self.service.cfg
-        messages = [{"role": "system", "content": cfg.llm.system_prompt}, *self.history[-8:],
+        conversation = context.get("conversation_id") if isinstance(context, dict) else None
+        history = self.history if not isinstance(conversation, str) else self.service.history(conversation)
+        messages = [{"role": "system", "content": cfg.llm.system_prompt}, *history[-8:],
                     {"role": "user", "content": text}]
         pieces: list[str] = []
         async for piece in shared.workers.llm.stream(lambda: shared.models.chat.stream_chat(messages),
                                                       priority=Priority.REPLY):
             pieces.append(piece)
         reply = "".join(pieces).strip()
-        self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+        history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+        del history[:-8]
         await self.write_event(Handled(text=reply).event())

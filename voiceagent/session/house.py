@@ -13,7 +13,7 @@ from voiceagent.config import Config
 from voiceagent.home.house import House
 from voiceagent.home.connection import HomeConnection
 from voiceagent.home.setup import build_home
-from voiceagent.home.timers import Timer, spoken_length
+from voiceagent.home.timers import Timer, done_speech
 from voiceagent.mqtt.discovery import NO_TIMER
 from voiceagent.stages.protocols import Transcriber
 
@@ -54,9 +54,8 @@ class HomeTies:
             self.control.timers.close()
 
     def _timer_finished(self, timer: Timer) -> None:
-        what = f"The {timer.name} timer" if timer.name else f"Your timer for {spoken_length(timer.seconds)}"
         if self.conv is not None:
-            self.conv.say(f"{what} is done.")
+            self.conv.say(done_speech(timer))
         if self.bridge is not None:
             self.bridge.publish_event("timer", {
                 "event": "finished", "id": timer.id, "name": timer.name, "seconds": timer.seconds,
