@@ -20,8 +20,12 @@ makes that clock:
   each turn's audio); each is paired with an input block, and its notices given
   to the session with it, when that block arrives (at most ``LEAD_S`` later).
 
-The client's own echo cancellation (a browser's) has removed the reply from what
-it sends, so no canceller runs here; the barge-in gate measures what is left.
+A browser's own echo cancellation has removed the reply from what it sends, so
+no canceller runs for it; the barge-in gate measures what is left. A client with
+none (a Wyoming satellite: a Raspberry Pi's microphone beside its speaker) is
+given ours (``echo_canceller``), with each output block as the reference for
+the input block it is paired with: the satellite's playback and capture buffers
+are the echo delay that AEC3 and ``EchoGatedCanceller`` find and follow.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from voiceagent.audio.aec import EchoCanceller
 from voiceagent.audio.speaker import PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
@@ -57,8 +62,11 @@ Send = Callable[[np.ndarray, list[PlaybackNotice]], None]
 class NetworkTransport:
     """One network client's audio, at the session's rate (the caller resamples)."""
 
-    def __init__(self, cfg: Config, send: Send, description: str) -> None:
+    def __init__(self, cfg: Config, send: Send, description: str,
+                 echo_canceller: EchoCanceller | None = None) -> None:
+        """``echo_canceller``: for a client that cancels no echo of its own; None: it does."""
         self.n = block_samples(cfg)
+        self.echo_canceller = echo_canceller
         self.rate = cfg.audio.sample_rate
         self.send = send
         self.description = description
@@ -78,8 +86,8 @@ class NetworkTransport:
         self._closed = False
         self.blocks = 0
         """Input blocks heard so far."""
-        self._ahead: deque[list[PlaybackNotice]] = deque()
-        """Notices of output blocks already pulled and sent, waiting for their input block."""
+        self._ahead: deque[tuple[np.ndarray, list[PlaybackNotice]]] = deque()
+        """Output blocks already pulled and sent, with their notices, waiting for their input block."""
 
     # ------------------------------------------------------------- the client
 
@@ -130,7 +138,8 @@ class NetworkTransport:
         loop = asyncio.get_running_loop()
         dur = self.n / self.rate
         start = loop.time()
-        speaker.echo_path = False  # the client cancelled it; the gate measures what is left
+        if self.echo_canceller is None:
+            speaker.echo_path = False  # the client cancelled it; the gate measures what is left
         ahead_max = max(1, int(LEAD_S / dur))
         while not stop.is_set() and not self._closed:
             now = loop.time()
@@ -162,16 +171,19 @@ class NetworkTransport:
             await asyncio.sleep(0)  # a backlog must not starve the other sessions
         return self.blocks * dur
 
-    def _pull(self, speaker: Speaker) -> list[PlaybackNotice]:
-        """The next block of the reply, sent at once; its notices wait for its input block."""
+    def _pull(self, speaker: Speaker) -> tuple[np.ndarray, list[PlaybackNotice]]:
+        """The next block of the reply, sent at once; it and its notices wait for its input block."""
         out, notices = speaker.pull(self.n)
         self.send(out, notices)
-        return notices
+        return out, notices
 
     def _step(self, block: np.ndarray, handler: BlockHandler, speaker: Speaker, clock: Clock, dur: float) -> None:
         """Input block k with the output block played while it was captured."""
         t = self.blocks * dur
-        notices = self._ahead.popleft() if self._ahead else self._pull(speaker)
+        played, notices = self._ahead.popleft() if self._ahead else self._pull(speaker)
+        if self.echo_canceller is not None:
+            block = self.echo_canceller.process(block, played)
+            speaker.echo_path = self.echo_canceller.echo_path
         clock.advance(t + dur)
         for notice in notices:
             handler.on_playback(notice, t + dur + notice.offset / self.rate)

@@ -9,6 +9,9 @@ room's whole life: while the satellite is away the room hears silence (its
 timers and Home Assistant's commands still work) and its replies go nowhere;
 the connection is retried every second at first, backing off to ``RETRY_MAX_S``.
 
+Its microphone hears its own speaker (wyoming-satellite cancels no echo), so the
+session's echo canceller runs on what it sends (``echo:``, as for a sound card).
+
 Barge-in as far as the protocol allows: audio already sent cannot be taken back,
 so the reply is sent at playback pace with a small lead (``web.LEAD_S``), and a
 reply that is cut ends at once with ``audio-stop``.
@@ -33,7 +36,7 @@ from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.log_limit import LogLimiter
-from voiceagent.transports.base import BlockHandler
+from voiceagent.transports.base import BlockHandler, make_echo_canceller
 from voiceagent.transports.web import NetworkTransport
 from voiceagent.wyoming_bounded import HEADER_LIMIT, BadInput, read_event
 
@@ -52,7 +55,8 @@ class WyomingSatelliteTransport:
         self.uri = uri
         self.rate = cfg.audio.sample_rate
         self.description = f"Wyoming satellite {uri}"
-        self.clock_transport = NetworkTransport(cfg, self._play, self.description)
+        # wyoming-satellite cancels no echo: its microphone hears its speaker, so ours runs here.
+        self.clock_transport = NetworkTransport(cfg, self._play, self.description, make_echo_canceller(cfg))
         self._out: asyncio.Queue[Event] | None = None
         """Events for the connected satellite; None while it is away."""
         self._playing: int | None = None
