@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 from wyoming.asr import Transcribe, Transcript, TranscriptStart, TranscriptStop
@@ -39,7 +38,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from wyoming.wake import Detect, Detection, NotDetected
 
 from voiceagent import __version__
-from voiceagent.audio.convert import StreamResampler, float_to_int16_bytes, int16_to_mono, resample
+from voiceagent.audio.convert import float_to_int16_bytes, int16_to_mono
 from voiceagent.config import Config
 from voiceagent.config.house import WAKE_MODELS, WAKE_PHRASES
 from voiceagent.errors import ConfigError, VoiceAgentError
@@ -48,14 +47,15 @@ from voiceagent.home.protocol import Commands
 from voiceagent.rules.splitter import ClauseSplitter, clean_for_speech
 from voiceagent.session.build import Shared
 from voiceagent.stages.lane import Priority
+from voiceagent.servers.wyoming_listen import ASR_RATE, AsrStream, WakeStream, check_format
+from voiceagent.stages.protocols import Transcript as ProtocolTranscript
+from voiceagent.stages.vad import SileroVad
 from voiceagent.stages.wake import MODEL_RATE, WakeWordDetector
 from voiceagent.wyoming_bounded import BadInput, read_event
 
 logger = logging.getLogger(__name__)
 
 ATTRIBUTION = Attribution(name="voiceagent", url="https://github.com/voiceagent")
-MAX_AUDIO_S = 60.0
-"""Seconds of audio one transcription takes at most (more is refused)."""
 CHUNK_S = 0.1
 """Seconds of synthesized audio per audio-chunk."""
 MAX_TEXT = 2000
@@ -64,51 +64,6 @@ MAX_CONVERSATIONS = 64
 NO_RING = "Sorry, I can't set a timer from here: I have no speaker in this house to ring it on."
 STOP_S = 1.0
 """Seconds the listener has to close at the stop."""
-
-
-@dataclass
-class _Stream:
-    rate: int = 16000
-    width: int = 2
-    channels: int = 1
-    pcm: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-
-def _check_format(rate: int, width: int, channels: int) -> None:
-    """Audio we take: 16-bit PCM, 1-8 channels, 8-96 kHz."""
-    if width != 2 or not 1 <= channels <= 8 or not 8000 <= rate <= 96000:
-        raise ValueError(f"audio of {width} bytes a sample, {channels} channels at {rate} Hz: "
-                         "we take 16-bit PCM (width 2), 1-8 channels, 8-96 kHz")
-
-
-class _Wake:
-    """One ``detect`` stream: its detectors, and what they heard in it."""
-
-    def __init__(self, detectors: list[WakeWordDetector]) -> None:
-        self.detectors = detectors
-        self.samples = 0
-        self.detected = False
-        self.rate = MODEL_RATE
-        self.resampler = StreamResampler(MODEL_RATE, MODEL_RATE)
-
-    def reset(self, rate: int) -> None:
-        """A new stream at ``rate``: nothing heard yet."""
-        for detector in self.detectors:
-            detector.reset()
-        self.samples, self.detected = 0, False
-        self.rate, self.resampler = rate, StreamResampler(rate, MODEL_RATE)
-
-    @property
-    def ms(self) -> int:
-        return self.samples * 1000 // MODEL_RATE
-
-    def detect(self, audio: np.ndarray) -> list[str]:
-        """The wake words heard in this block of 16 kHz audio (on the wake worker)."""
-        self.samples += audio.size
-        heard = [d.model for d in self.detectors if d.detect(audio)]
-        self.detected = self.detected or bool(heard)
-        return heard
 
 
 class WyomingService:
@@ -195,12 +150,15 @@ class _Connection(AsyncEventHandler):
     def __init__(self, service: WyomingService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(reader, writer)
         self.service = service
-        self.stream: _Stream | None = None
+        self.stream: AsrStream | None = None
+        """The transcription being heard, from transcribe or audio-start to audio-stop."""
+        self.vad: SileroVad | None = None
+        """The connection's Silero for its ASR streams (made at the first)."""
         self.streaming_tts: list[str] | None = None
         self.history: list[dict[str, str]] = []
         self.dropping = False
         """The audio stream was refused at its audio-start: its chunks are dropped."""
-        self.wake: _Wake | None = None
+        self.wake: WakeStream | None = None
         """The wake word stream asked for by ``detect``; None: audio is for the ASR."""
         self.detectors: dict[str, WakeWordDetector] = {}
         """Made at the first ``detect`` naming them, kept for the connection's next streams."""
@@ -236,7 +194,8 @@ class _Connection(AsyncEventHandler):
             return await self._handle(event)
         except (ValueError, TypeError, KeyError, AttributeError) as err:  # a malformed event: say so, go on
             if AudioStart.is_type(event.type):
-                self.stream, self.dropping = None, True
+                self._end_stream()
+                self.dropping = True
             self.service.refused.log(logging.INFO, ("bad", event.type[:40]), "wyoming: bad %s event from %s: %s",
                                      event.type[:40], self.peer, str(err)[:200])
             await self.write_event(Error(text=f"bad {event.type} event: {err}"[:200], code="bad-event").event())
@@ -254,26 +213,26 @@ class _Connection(AsyncEventHandler):
         elif self.dropping and (AudioChunk.is_type(event.type) or AudioStop.is_type(event.type)):
             self.dropping = not AudioStop.is_type(event.type)  # the refused stream's: said once, at its start
         elif Transcribe.is_type(event.type):
-            self.stream, self.wake = _Stream(), None
+            self._new_stream(ASR_RATE)
         elif Detect.is_type(event.type):
-            self.stream, self.wake = None, await self._wake_for(Detect.from_event(event).names)
+            self._end_stream()
+            self.wake = await self._wake_for(Detect.from_event(event).names)
         elif self.wake is not None and (AudioStart.is_type(event.type) or AudioChunk.is_type(event.type)
                                         or AudioStop.is_type(event.type)):
             await self._listen_for_wake(self.wake, event)
         elif AudioStart.is_type(event.type):
             start = AudioStart.from_event(event)
-            _check_format(start.rate, start.width, start.channels)
-            self.stream = _Stream(start.rate, start.width, start.channels)
+            check_format(start.rate, start.width, start.channels)
+            self._new_stream(start.rate)
         elif AudioChunk.is_type(event.type):
             if self.stream is None:
-                self.stream = _Stream()
+                self._new_stream(ASR_RATE)
             chunk = AudioChunk.from_event(event)
-            _check_format(chunk.rate, chunk.width, chunk.channels)
-            self.stream.pcm.append(chunk.audio)
-            self.stream.size += len(chunk.audio)
-            if self.stream.size > MAX_AUDIO_S * chunk.rate * chunk.width * chunk.channels:
-                self.stream = None
-                await self.write_event(Error(text=f"over {MAX_AUDIO_S:g} s of audio", code="too-long").event())
+            try:
+                self.stream.feed(chunk.audio, chunk.rate, chunk.width, chunk.channels)
+            except OverflowError as err:
+                self._end_stream()
+                await self.write_event(Error(text=str(err), code="too-long").event())
         elif AudioStop.is_type(event.type):
             if self.stream is not None:
                 stream, self.stream = self.stream, None
@@ -296,7 +255,22 @@ class _Connection(AsyncEventHandler):
             await self._answer(transcript.text, transcript.context)
         return True
 
-    async def _wake_for(self, names: list[str] | None) -> "_Wake":
+    def _new_stream(self, rate: int) -> None:
+        self._end_stream()
+        if self.vad is None:
+            self.vad = SileroVad(ASR_RATE)
+        self.stream = AsrStream(self.service.cfg, self._whisper, self.vad, rate)
+
+    def _end_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        self.stream, self.wake = None, None
+
+    async def _whisper(self, audio: np.ndarray) -> ProtocolTranscript:
+        shared = self.service.shared
+        return await shared.workers.asr.call(shared.models.transcriber.transcribe, audio, priority=Priority.REPLY)
+
+    async def _wake_for(self, names: list[str] | None) -> WakeStream:
         """The detectors for ``names`` (None or []: the configured wake word, else every one)."""
         wanted = [n.strip().lower().replace(" ", "_") for n in names or []]
         unknown = [n for n in wanted if n not in WAKE_MODELS]
@@ -313,17 +287,17 @@ class _Connection(AsyncEventHandler):
                     detector.warm_up()
                     return detector
                 self.detectors[name] = await worker.call(make)
-        return _Wake([self.detectors[n] for n in dict.fromkeys(wanted)])
+        return WakeStream([self.detectors[n] for n in dict.fromkeys(wanted)])
 
-    async def _listen_for_wake(self, wake: "_Wake", event: Event) -> None:
+    async def _listen_for_wake(self, wake: WakeStream, event: Event) -> None:
         worker = self.service.shared.workers.wake
         if AudioStart.is_type(event.type):
             start = AudioStart.from_event(event)
-            _check_format(start.rate, start.width, start.channels)
+            check_format(start.rate, start.width, start.channels)
             await worker.call(wake.reset, start.rate)
         elif AudioChunk.is_type(event.type):
             chunk = AudioChunk.from_event(event)
-            _check_format(chunk.rate, chunk.width, chunk.channels)
+            check_format(chunk.rate, chunk.width, chunk.channels)
             if chunk.rate != wake.rate:  # no audio-start, or it lied
                 await worker.call(wake.reset, chunk.rate)
             audio = wake.resampler(int16_to_mono(chunk.audio, chunk.width, chunk.channels))
@@ -333,12 +307,8 @@ class _Connection(AsyncEventHandler):
             if not wake.detected:
                 await self.write_event(NotDetected().event())
 
-    async def _transcribe(self, stream: _Stream) -> None:
-        audio = int16_to_mono(b"".join(stream.pcm), stream.width, stream.channels)
-        if stream.rate != 16000:
-            audio = resample(audio, stream.rate, 16000)
-        shared = self.service.shared
-        result = await shared.workers.asr.call(shared.models.transcriber.transcribe, audio, priority=Priority.REPLY)
+    async def _transcribe(self, stream: AsrStream) -> None:
+        result = await stream.final()
         await self.write_event(TranscriptStart(language="en").event())
         await self.write_event(Transcript(text=result.text, language="en").event())
         await self.write_event(TranscriptStop().event())
