@@ -135,3 +135,32 @@ def test_wake_word_service_hears_real_wake_words_and_not_requests(wyoming_uri):
     assert Detection.is_type(alexa.type) and Detection.from_event(alexa).name == "alexa"
     assert NotDetected.is_type(request.type)
     assert "16-bit" in error.text and again is not None
+
+
+def test_synthesize_streaming_speaks_each_sentence_as_its_text_completes(wyoming_uri):
+    """Home Assistant 2025 streams an LLM's reply as ``synthesize-chunk``s: the
+    first sentence is heard before the rest of the text has even been sent."""
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncClient
+    from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+
+    async def go():
+        async with AsyncClient.from_uri(wyoming_uri) as client:
+            await client.write_event(SynthesizeStart().event())
+            for text in ("The kitchen ", "light is on", ". Dinner is"):
+                await client.write_event(SynthesizeChunk(text=text).event())
+            early = []  # before the rest of the text is sent
+            while not early or not AudioStop.is_type(early[-1].type):
+                early.append(await client.read_event())
+            await client.write_event(SynthesizeChunk(text=" ready, my friend.").event())
+            await client.write_event(SynthesizeStop().event())
+            late = []
+            while not late or not SynthesizeStopped.is_type(late[-1].type):
+                late.append(await client.read_event())
+            return early, late
+
+    early, late = asyncio.run(asyncio.wait_for(go(), 60))
+    seconds = lambda events: sum(len(AudioChunk.from_event(e).audio) / 2 / AudioChunk.from_event(e).rate  # noqa: E731
+                                 for e in events if AudioChunk.is_type(e.type))
+    assert AudioStart.is_type(early[0].type) and seconds(early) >= 0.5
+    assert sum(AudioStart.is_type(e.type) for e in late) >= 1 and seconds(late) >= 0.5

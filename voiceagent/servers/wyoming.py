@@ -154,7 +154,10 @@ class _Connection(AsyncEventHandler):
         """The transcription being heard, from transcribe or audio-start to audio-stop."""
         self.vad: SileroVad | None = None
         """The connection's Silero for its ASR streams (made at the first)."""
-        self.streaming_tts: list[str] | None = None
+        self.streaming_tts: ClauseSplitter | None = None
+        """The text of a synthesize stream (synthesize-start to -stop), cut into clauses."""
+        self.streamed = 0
+        """Characters of it so far (at most MAX_TEXT are spoken)."""
         self.history: list[dict[str, str]] = []
         self.dropping = False
         """The audio stream was refused at its audio-start: its chunks are dropped."""
@@ -241,14 +244,16 @@ class _Connection(AsyncEventHandler):
             if self.streaming_tts is None:  # inside a stream, synthesize repeats the whole text: ignored
                 await self._synthesize(Synthesize.from_event(event).text)
         elif SynthesizeStart.is_type(event.type):
-            self.streaming_tts = []
+            self.streaming_tts, self.streamed = self.service.cfg.tts.splitter(), 0
         elif SynthesizeChunk.is_type(event.type):
-            if self.streaming_tts is not None:
-                self.streaming_tts.append(SynthesizeChunk.from_event(event).text)
+            if self.streaming_tts is not None:  # each clause spoken as soon as its text is complete
+                text = SynthesizeChunk.from_event(event).text[: max(0, MAX_TEXT - self.streamed)]
+                self.streamed += len(text)
+                await self._speak_streamed(self.streaming_tts.push(text))  # cleaned a clause at a time
         elif SynthesizeStop.is_type(event.type):
-            text = " ".join(self.streaming_tts or [])
+            if self.streaming_tts is not None:
+                await self._speak_streamed(self.streaming_tts.flush())
             self.streaming_tts = None
-            await self._synthesize(text)
             await self.write_event(SynthesizeStopped().event())
         elif Transcript.is_type(event.type):
             transcript = Transcript.from_event(event)
@@ -314,18 +319,33 @@ class _Connection(AsyncEventHandler):
         await self.write_event(TranscriptStop().event())
 
     async def _synthesize(self, text: str) -> None:
+        """One ``synthesize``: one audio-start, each clause's audio as soon as it is
+        synthesized, one audio-stop."""
+        await self.write_event(AudioStart(rate=self.service.shared.models.synthesizer.sample_rate,
+                                          width=2, channels=1).event())
+        splitter = self.service.cfg.tts.splitter()  # the first clause short, as in a room: the first sound soon
+        for clause in splitter.push(clean_for_speech(text[:MAX_TEXT])) + splitter.flush():
+            await self._speak(clause)
+        await self.write_event(AudioStop().event())
+
+    async def _speak_streamed(self, clauses: list[str]) -> None:
+        """Synthesize streaming: each clause between an audio-start and an audio-stop of
+        its own, as wyoming-piper sends each sentence."""
+        rate = self.service.shared.models.synthesizer.sample_rate
+        for clause in filter(None, map(clean_for_speech, clauses)):
+            await self.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            await self._speak(clause)
+            await self.write_event(AudioStop().event())
+
+    async def _speak(self, clause: str) -> None:
         shared = self.service.shared
         synth = shared.models.synthesizer
         rate = synth.sample_rate
-        await self.write_event(AudioStart(rate=rate, width=2, channels=1).event())
-        splitter = ClauseSplitter(first_min_words=1, min_words=1, first_max_words=40)
-        for clause in splitter.push(clean_for_speech(text[:MAX_TEXT])) + splitter.flush():
-            async for audio in shared.workers.tts.stream(lambda c=clause: synth.synthesize(c), priority=Priority.REPLY):
-                pcm = float_to_int16_bytes(audio)
-                step = int(CHUNK_S * rate) * 2
-                for i in range(0, len(pcm), step):
-                    await self.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[i : i + step]).event())
-        await self.write_event(AudioStop().event())
+        step = int(CHUNK_S * rate) * 2
+        async for audio in shared.workers.tts.stream(lambda: synth.synthesize(clause), priority=Priority.REPLY):
+            pcm = float_to_int16_bytes(audio)
+            for i in range(0, len(pcm), step):
+                await self.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[i : i + step]).event())
 
     async def _answer(self, text: str, context: dict | None = None) -> None:
         """``context``: a newer client's (``conversation_id``): turns of one conversation
