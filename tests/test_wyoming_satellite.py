@@ -30,7 +30,7 @@ LEAD_S = 14
 def test_a_wyoming_satellite_is_answered(tmp_path: Path):
     require_models()
     if not SATELLITE_PY.exists():
-        pytest.skip("no .venv-satellite (make satellite-venv)")
+        pytest.fail("no .venv-satellite: run 'make satellite-venv'", pytrace=False)
     mic = tmp_path / "mic.raw"
     # The microphone starts with the satellite, before the brain connects (the models
     # load first): the person speaks some seconds later.
@@ -85,6 +85,8 @@ def test_a_satellite_that_wakes_on_its_own_is_heard_without_our_wake_word(tmp_pa
     """A satellite with its own wake word detector (``wyoming-satellite --wake-uri``)
     sends ``detection`` and ``run-pipeline`` from the ASR stage, then the request
     alone: it is answered, though the request has no "Hey Jarvis" of ours to hear.
+    Before that, its first connection names a payload of 100 MB and vanishes
+    mid-event: one log line, and voiceagent connects again about a second later.
     The satellite here is a stand-in speaking the protocol (the real one is above)."""
     import asyncio
 
@@ -103,9 +105,16 @@ def test_a_satellite_that_wakes_on_its_own_is_heard_without_our_wake_word(tmp_pa
     played: list[bytes] = []
     stops: list[int] = []
 
+    connections: list[int] = []
+
     class Satellite(AsyncEventHandler):
         async def handle_event(self, event) -> bool:  # type: ignore[no-untyped-def]
             if RunSatellite.is_type(event.type):
+                connections.append(1)
+                if len(connections) == 1:  # first it breaks: names a huge payload and vanishes mid-event
+                    self.writer.write(b'{"type": "audio-chunk", "payload_length": 99999999}\n0123')
+                    await self.writer.drain()
+                    return False
                 asyncio.ensure_future(self.speak())
             elif AudioChunk.is_type(event.type):
                 played.append(AudioChunk.from_event(event).audio)
@@ -153,3 +162,4 @@ def test_a_satellite_that_wakes_on_its_own_is_heard_without_our_wake_word(tmp_pa
     seconds = sum(len(p) for p in played) / 2 / 16000
     assert seconds >= 0.5, (seconds, log[-3000:])
     assert "heard by the device" in log and "Traceback" not in log
+    assert len(connections) >= 2 and log.count("sent payload_length 99999999") == 1, log[-3000:]
