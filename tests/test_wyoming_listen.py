@@ -2,7 +2,8 @@
 with the real Silero on real speech and a recording transcriber: the transcript
 is started at the first pause after the words, so that at Home Assistant's
 ``audio-stop`` (its VAD's verdict, up to a second later) it is ready; speech
-after that pause makes a new guess; the answer is always of the whole stream."""
+after that pause makes a new guess; the answer is always of the whole stream;
+audio sent faster than real time makes no guess."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _pcm(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
-async def _run(audio: np.ndarray) -> tuple[Transcript, list[int], AsrStream]:
+async def _run(audio: np.ndarray, live: bool = True) -> tuple[Transcript, list[int], AsrStream]:
     calls: list[int] = []
 
     async def transcribe(samples: np.ndarray) -> Transcript:
@@ -29,9 +30,11 @@ async def _run(audio: np.ndarray) -> tuple[Transcript, list[int], AsrStream]:
         await asyncio.sleep(0.01)
         return Transcript(f"{samples.size} samples", 0.01)
 
-    stream = AsrStream(Config(), transcribe, SileroVad(16000))
+    now = [0.0]  # a microphone's pace: each chunk arrives as it ends
+    stream = AsrStream(Config(), transcribe, SileroVad(16000), clock=lambda: now[0] if live else 0.0)
     pcm = _pcm(audio)
     for i in range(0, len(pcm), 2048):  # 64 ms chunks, as a satellite sends them
+        now[0] = (i + 2048) / 32000
         stream.feed(pcm[i:i + 2048], 16000, 2, 1)
         await asyncio.sleep(0)
     return await stream.final(), calls, stream
@@ -59,3 +62,11 @@ def test_speech_after_the_pause_is_transcribed_too():
 def test_a_stream_with_no_speech_is_transcribed_whole_at_its_stop():
     result, calls, stream = asyncio.run(_run(np.zeros(16000, np.float32)))
     assert stream.guesses == 0 and calls == [16000]
+
+
+def test_a_stream_sent_faster_than_real_time_makes_no_guesses():
+    """A file or our own remote stage: audio-stop is moments away, and a guess would
+    only hold the ASR worker the final transcript needs."""
+    clip = speech_of(real("req_go_forward"))
+    result, calls, stream = asyncio.run(_run(np.concatenate([clip.audio, np.zeros(16000, np.float32)]), live=False))
+    assert stream.guesses == 0 and len(calls) == 1

@@ -8,7 +8,8 @@
   ``vad.speculate_ms``) the transcript is started at once, and when nothing but
   silence follows until ``audio-stop`` that transcript is the answer, ready by
   then. Speech after the pause makes a new guess at the next one; the final
-  transcript is always of the whole stream.
+  transcript is always of the whole stream. Audio sent faster than real time (a
+  file, our own remote stage) makes no guesses: its end is moments away.
 - ``WakeStream``: a ``detect`` request, on the openWakeWord models asked for.
 """
 
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 ASR_RATE = 16000
 FRAME = ASR_RATE // 50
 """Samples of one VAD frame (20 ms)."""
+AHEAD_S = 0.5
+"""A stream this far ahead of real time comes from a file or a remote stage, not a
+microphone: its audio-stop is moments away, so no guess is started (it would only
+hold the ASR worker that the final transcript needs)."""
 MAX_AUDIO_S = 60.0
 """Seconds of audio one transcription takes at most (more is refused)."""
 
@@ -50,7 +55,8 @@ class AsrStream:
     ~0.1 s to settle)."""
 
     def __init__(self, cfg: Config, transcribe: Callable[[np.ndarray], Awaitable[Transcript]],
-                 vad: SileroVad, rate: int = ASR_RATE) -> None:
+                 vad: SileroVad, rate: int = ASR_RATE, clock: Callable[[], float] | None = None) -> None:
+        """``clock``: seconds, for telling a live stream from a file (default: the loop's)."""
         self.transcribe = transcribe
         self.speech = SileroSpeech(vad, cfg.vad.speech_on, cfg.vad.speech_off)
         self.speculate_frames = max(1, cfg.vad.speculate_ms // 20)
@@ -66,10 +72,15 @@ class AsrStream:
         """The transcript started at the last pause; stale once speech follows it."""
         self._stale = False
         self.guesses = 0
+        self._clock = clock or asyncio.get_running_loop().time
+        self._began: float | None = None
+        """When the first audio arrived."""
 
     def feed(self, pcm: bytes, rate: int, width: int, channels: int) -> None:
         """One audio-chunk. ValueError for a format we do not take or too much audio."""
         check_format(rate, width, channels)
+        if self._began is None:
+            self._began = self._clock()
         if rate != self.rate:  # no audio-start, or it said another rate
             self.rate, self.resampler = rate, StreamResampler(rate, ASR_RATE)
         audio = self.resampler(int16_to_mono(pcm, width, channels))
@@ -88,13 +99,19 @@ class AsrStream:
             self._stale = self._stale or self.guess is not None
             return
         self._silent += 1
-        if self._spoke and self._silent == self.speculate_frames and (self.guess is None or self._stale):
+        if (self._spoke and self._silent == self.speculate_frames and (self.guess is None or self._stale)
+                and self._live()):
             if self.guess is not None:
                 self.guess.cancel()  # its words were not the last
             self.guess = asyncio.ensure_future(self.transcribe(self.audio()))
             self.guess.add_done_callback(_retrieved)
             self._stale = False
             self.guesses += 1
+
+    def _live(self) -> bool:
+        """The audio comes at a microphone's pace, not from a file (``AHEAD_S``)."""
+        assert self._began is not None
+        return self.samples / ASR_RATE <= self._clock() - self._began + AHEAD_S
 
     def audio(self) -> np.ndarray:
         if len(self.parts) > 1:
