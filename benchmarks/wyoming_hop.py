@@ -16,8 +16,9 @@ For each labelled request of the corpus: the transcription's wall time (the
 whole utterance sent at once, as the dialogue's final transcript is). For six
 reply sentences, each cut into clauses as the dialogue cuts a reply and each
 clause one request: the time to the first audio and to the whole sentence. Then
-voice to voice through ``voiceagent run`` on every request, in-process and with
-both stages on the reference servers (the whole turn, as a user hears it).
+voice to voice through ``voiceagent run`` on every request: in-process, with both
+stages on ``voiceagent serve``'s services, and on the reference servers (the
+whole turn, as a user hears it).
 
     .venv/bin/python benchmarks/wyoming_hop.py --speech ../shared/speech [--json F]
 
@@ -143,6 +144,11 @@ def main() -> int:
             tts.warm_up()
             result["asr"][name] = asr_times(WyomingTranscriber(remote.asr), rows)
             result["tts"][name] = tts_times(tts, cfg)
+        runs = work / "runs"
+        runs.mkdir()
+        if not args.no_v2v:  # the turn with both stages a hop away, on the same computation
+            result["v2v"]["voiceagent"] = v2v(rows, runs, asr={"backend": "wyoming", "uri": ours},
+                                              tts={"backend": "wyoming", "uri": ours})
         stack.close()  # the serve's models off the CPU before the reference servers
         peers = work / "peers"
         peers.mkdir()
@@ -155,8 +161,6 @@ def main() -> int:
         result["asr"]["reference"] = asr_times(WyomingTranscriber(remote.asr), rows)
         result["tts"]["reference"] = tts_times(tts, cfg)
         if not args.no_v2v:
-            runs = work / "runs"
-            runs.mkdir()
             result["v2v"]["in-process"] = v2v(rows, runs)
             result["v2v"]["reference"] = v2v(rows, runs, asr={"backend": "wyoming", "uri": asr_uri},
                                              tts={"backend": "wyoming", "uri": tts_uri})
