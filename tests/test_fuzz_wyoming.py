@@ -8,9 +8,11 @@ Reproducible (``derandomize``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from hypothesis import given
@@ -66,6 +68,20 @@ def _service(tmp_path: Path) -> tuple[WyomingService, str]:
     return WyomingService(cfg, uri, shared), uri
 
 
+@contextlib.asynccontextmanager
+async def _running(tmp_path: Path) -> AsyncIterator[tuple[WyomingService, str]]:
+    """The service on fakes, listening, until the block ends."""
+    service, uri = _service(tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(service.run(stop))
+    await service.listening.wait()
+    try:
+        yield service, uri
+    finally:
+        stop.set()
+        await task
+
+
 async def _exchange(uri: str, data: bytes, wait: float = 0.05) -> bytes:
     host, port = uri[len("tcp://"):].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -84,38 +100,24 @@ async def _exchange(uri: str, data: bytes, wait: float = 0.05) -> bytes:
 @given(st.lists(clients, min_size=1, max_size=4))
 def test_any_client_leaves_the_service_serving(tmp_path_factory, batch):
     async def go():
-        service, uri = _service(tmp_path_factory.mktemp("wy"))
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(service.run(stop))
-        await service.listening.wait()
-        try:
+        async with _running(tmp_path_factory.mktemp("wy")) as (service, uri):
             for client in batch:
                 await _exchange(uri, b"".join(client))
                 CASES["client"] += 1
             info = await _exchange(uri, b'{"type": "describe"}\n', wait=2.0)
             assert b'"type": "info"' in info or b'"type":"info"' in info, info[:200]
-        finally:
-            stop.set()
-            await task
 
     asyncio.run(go())
 
 
 def test_bad_input_is_one_log_line(tmp_path, caplog):
     async def go():
-        service, uri = _service(tmp_path)
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(service.run(stop))
-        await service.listening.wait()
-        try:
+        async with _running(tmp_path) as (service, uri):
             for data in (b"{not json\n", b'{"type": "audio-chunk", "payload_length": 99999999}\n',
                          b'{"type": "audio-start", "data": {"rate": 16000, "width": 4, "channels": 1}}\n'
                          b'{"type": "audio-chunk", "data": {"rate": 16000, "width": 4, "channels": 1},'
                          b' "payload_length": 8}\n12345678{"type": "audio-stop"}\n'):
                 await _exchange(uri, data, wait=0.5)
-        finally:
-            stop.set()
-            await task
 
     with caplog.at_level(logging.INFO, logger="voiceagent.servers.wyoming"):
         asyncio.run(go())
@@ -133,11 +135,7 @@ def test_a_conversation_id_keeps_the_history_across_connections(tmp_path):
     from wyoming.handle import Handled
 
     async def go():
-        service, uri = _service(tmp_path)
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(service.run(stop))
-        await service.listening.wait()
-        try:
+        async with _running(tmp_path) as (service, uri):
             for text, context in (("What is a heron?", {"conversation_id": "c1"}),
                                   ("How tall is it?", {"conversation_id": "c1"}),
                                   ("And a crane?", None)):
@@ -145,9 +143,6 @@ def test_a_conversation_id_keeps_the_history_across_connections(tmp_path):
                     await client.write_event(Transcript(text=text, context=context).event())
                     while not Handled.is_type((await client.read_event()).type):
                         pass
-        finally:
-            stop.set()
-            await task
         return service.shared.models.chat.seen
 
     seen = asyncio.run(go())

@@ -77,17 +77,6 @@ def require_ha2025_venv() -> None:
         pytest.fail(f"{HASS_2025} is missing: run 'make ha2025-venv' first", pytrace=False)
 
 
-def wait_loaded(ha: HomeAssistant, entry_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = ha.api("GET", "/api/config/config_entries/entry?domain=wyoming")
-        entry = next((e for e in entries if e["entry_id"] == entry_id), None)
-        if entry is not None and entry["state"] == "loaded":
-            return entry
-        assert time.monotonic() < deadline, f"Wyoming entry not loaded: {entry}\n{ha.log(tail=30)}"
-        time.sleep(0.05)
-
-
 def ask(ha: HomeAssistant, text: str, **extra: Any) -> tuple[str, dict[str, Any]]:
     """Assist's answer to ``text`` from our agent: its speech and the whole reply."""
     reply = ha.api("POST", "/api/conversation/process", {"text": text, "agent_id": AGENT, **extra})
@@ -128,13 +117,7 @@ def serve(ha: HomeAssistant, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def entry(ha: HomeAssistant, serve: Serve) -> Entry:
     """Our services added by HA's Wyoming config flow, as a user adds them."""
-    flow = ha.api("POST", "/api/config/config_entries/flow", {"handler": "wyoming"})
-    assert (flow["type"], flow["step_id"]) == ("form", "user"), flow
-    done = ha.api(
-        "POST", f"/api/config/config_entries/flow/{flow['flow_id']}", {"host": "127.0.0.1", "port": serve.port}
-    )
-    assert done["type"] == "create_entry", done
-    loaded = wait_loaded(ha, done["result"]["entry_id"])
+    done, loaded = ha.add_wyoming(serve.port)
     entities = {
         e["entity_id"]: e for e in ha.entity_registry() if e["config_entry_id"] == loaded["entry_id"]
     }

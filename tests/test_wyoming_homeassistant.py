@@ -103,26 +103,6 @@ def spoken(text: str) -> bytes:
     return float_to_int16_bytes(np.concatenate([tone[0], audio, tone[1]]))
 
 
-def add_wyoming(ha: HomeAssistant, port: int) -> dict[str, Any]:
-    """The config flow as the UI runs it; the finished flow's answer."""
-    flow = ha.api("POST", "/api/config/config_entries/flow",
-                  {"handler": "wyoming", "show_advanced_options": False})
-    assert flow["type"] == "form" and flow["step_id"] == "user", flow
-    return ha.api("POST", f"/api/config/config_entries/flow/{flow['flow_id']}",
-                  {"host": "127.0.0.1", "port": port})
-
-
-def wait_loaded(ha: HomeAssistant, entry_id: str, timeout: float = 15.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = ha.api("GET", "/api/config/config_entries/entry?domain=wyoming")
-        entry = next((e for e in entries if e["entry_id"] == entry_id), None)
-        if entry is not None and entry["state"] == "loaded":
-            return entry
-        assert time.monotonic() < deadline, f"not loaded: {entry}\n{ha.log(tail=30)}"
-        time.sleep(0.1)
-
-
 @dataclass
 class Run:
     events: list[dict[str, Any]]
@@ -197,11 +177,9 @@ def fetch_audio(ha: HomeAssistant, url: str) -> tuple[np.ndarray, int, str]:
 def test_home_assistant_adds_our_services_and_its_pipeline_turns_the_light_on(stack: Stack) -> None:
     ha = stack.ha
     ha.reset()
-    done = add_wyoming(ha, stack.port)
-    assert done["type"] == "create_entry", done
+    done, entry = ha.add_wyoming(stack.port)
     assert done["title"] == "voiceagent-asr"  # named after the first asr program
-    entry_id = done["result"]["entry_id"]
-    wait_loaded(ha, entry_id)
+    entry_id = entry["entry_id"]
     entries = ha.api("GET", "/api/config/config_entries/entry?domain=wyoming")
     assert [e["entry_id"] for e in entries] == [entry_id]  # one entry for all our services
     ours = {e["entity_id"].split(".")[0]: e["entity_id"]

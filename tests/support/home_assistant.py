@@ -687,6 +687,25 @@ class HomeAssistant:
 
     # -- MQTT ----------------------------------------------------------------------------
 
+    def add_wyoming(self, port: int, host: str = HOST, timeout: float = 15.0) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Wyoming services at ``host:port`` added by Home Assistant's config flow, as its
+        UI adds them (``handler: wyoming``, then host and port); the finished flow's
+        answer and its config entry once loaded."""
+        flow = self.api("POST", "/api/config/config_entries/flow",
+                        {"handler": "wyoming", "show_advanced_options": False})
+        assert (flow["type"], flow["step_id"]) == ("form", "user"), flow
+        done = self.api("POST", f"/api/config/config_entries/flow/{flow['flow_id']}", {"host": host, "port": port})
+        assert done["type"] == "create_entry", done
+        entry_id = done["result"]["entry_id"]
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = self.api("GET", "/api/config/config_entries/entry?domain=wyoming")
+            entry = next((e for e in entries if e["entry_id"] == entry_id), None)
+            if entry is not None and entry["state"] == "loaded":
+                return done, entry
+            assert time.monotonic() < deadline, f"Wyoming entry not loaded: {entry}\n{self.log(tail=30)}"
+            time.sleep(0.05)
+
     def connect_mqtt(
         self,
         host: str,
