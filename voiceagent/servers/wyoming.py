@@ -189,6 +189,7 @@ class _Connection(AsyncEventHandler):
         except Exception:  # a bug: this client ends, the service and the rooms go on
             logger.exception("wyoming: the connection from %s failed", self.peer)
         finally:
+            self._end_stream()  # a guess still running is of no use to anyone now
             self.writer.close()
 
     async def handle_event(self, event: Event) -> bool:
