@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import webrtcvad
 
+from tests.support.echo_signals import BLOCK, RATE, Recorder, speech_shaped
 from voiceagent.audio.convert import float_to_int16_bytes, resample
 from voiceagent.audio.echo import (
     EchoGatedCanceller,
@@ -28,8 +29,6 @@ from voiceagent.audio.echo import (
 from voiceagent.demo import espeak
 
 ROOT = Path(__file__).resolve().parents[1]
-RATE = 16000
-BLOCK = 320
 REPLY = (
     "Paris is the capital of France. It sits on the river Seine, and about two "
     "million people live in the city itself."
@@ -248,17 +247,6 @@ def test_a_delay_hint_given_before_anything_plays_is_used():
 # --- a stalled stream: the echo comes later from then on ---------------------
 
 
-def speech_shaped(seconds: float, seed: int = 0) -> np.ndarray:
-    """Noise with speech's spectral tilt and syllable rhythm (no espeak needed)."""
-    n = int(seconds * RATE)
-    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
-    spectrum /= np.sqrt(1 + (np.fft.rfftfreq(n, 1 / RATE) / 500) ** 2)
-    t = np.arange(n) / RATE
-    syllables = np.clip(np.sin(2 * np.pi * 3.5 * t + 2 * np.sin(2 * np.pi * 0.7 * t)), 0, None) ** 0.7
-    x = np.fft.irfft(spectrum, n) * syllables
-    return (0.1 * x / np.sqrt(np.mean(x**2))).astype(np.float32)
-
-
 def stalled(played: np.ndarray, at: int, stall_ms: int, delay_ms: int = 120) -> np.ndarray:
     """The microphone of a stream that stalled for ``stall_ms`` before block
     ``at``, as on a sound card: the output ran dry (silence in the room) while
@@ -308,26 +296,6 @@ def test_realign_holds_the_reference_back_or_starts_afresh():
     assert aec.reference_lag_ms == 60
     aec.realign(-100)  # the echo came sooner than the reference can: nothing to hold back
     assert aec.reference_lag_ms == 0
-
-
-class Recorder:
-    """An inner canceller that only records how it was realigned."""
-
-    def __init__(self) -> None:
-        self.shifts: list[float] = []
-
-    def process(self, mic: np.ndarray, played: np.ndarray) -> np.ndarray:
-        return mic
-
-    def set_delay_ms(self, delay_ms: int) -> None:
-        pass
-
-    def realign(self, shift_ms: float) -> None:
-        self.shifts.append(shift_ms)
-
-    @property
-    def echo_path(self) -> bool | None:
-        return None
 
 
 @pytest.mark.parametrize("guess_ms, corrected", [(150, False), (140, False), (180, True), (100, True)])

@@ -184,6 +184,20 @@ class WebRtcEchoCanceller:
         else:
             self._pending = self._pending[self._pending.size - lag :]
 
+    def restart(self, delay_ms: int) -> None:
+        """Start AEC3 afresh, with ``delay_ms`` as its hint: the echo path is a
+        new one from the next block on (a network client that starts its speaker
+        anew for each reply; only ``EchoGatedCanceller.new_echo_path`` calls it).
+
+        What it learnt of the old path is of no use then: a converged AEC3 whose
+        echo comes sooner than the delay it has learnt leaks for seconds, and the
+        hint is read only with a fresh AEC3's first frame (``set_delay_ms``).
+        """
+        self.delay_ms = _checked_delay(delay_ms)
+        self._pending = np.zeros(0, np.float32)
+        self._far_seen = False
+        self._apm = self._new_apm()
+
     @property
     def reference_lag_ms(self) -> float:
         """Milliseconds by which ``realign`` delays the reference."""

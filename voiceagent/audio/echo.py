@@ -16,6 +16,7 @@ rest of the program (and the tests) have always imported from this module.
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 import numpy as np
 
@@ -91,6 +92,10 @@ class EchoGatedCanceller:
     tolerance is lopsided: AEC3 takes a reference that leads the echo by a few
     tens of milliseconds in its stride, but one that lags it by 8 ms leaks
     (measured: 12-20 dB of echo reduction for a second instead of 30).
+
+    A network client that starts its speaker anew for each reply (a Wyoming
+    satellite runs a new ``aplay`` per reply, 60-200 ms to start) gives each
+    reply an echo path of its own: ``new_echo_path`` restarts AEC3 for it.
     """
 
     EARLY_TOLERANCE_MS = 12.0
@@ -102,6 +107,11 @@ class EchoGatedCanceller:
     VERIFY_TRIES = 4
     """Times ``verify_s`` of playback without a clear echo (double talk, a quiet
     loudspeaker) after which the realignment is left unchecked."""
+    HINT_MARGIN_MS = 30.0
+    """``new_echo_path`` hints this much less than the least delay found of late:
+    a reference that leads the echo is taken in AEC3's stride, one that lags leaks."""
+    HINT_HISTORY = 8
+    """Echo paths whose delays the hint is drawn from."""
 
     def __init__(
         self,
@@ -113,9 +123,20 @@ class EchoGatedCanceller:
         tail_s: float = 0.8,
         verify_s: float = 1.0,
         first_every_s: float = 0.2,
+        max_delay_ms: float = 500.0,
+        first_verdict_s: float | None = None,
     ) -> None:
+        """``max_delay_ms``: the longest echo delay looked for; ``first_verdict_s``:
+        playback without an echo after which there is none, until one is found
+        (None: two ``first_every_s``). A network client's speaker (a satellite's
+        ``aplay``, up to 500 ms of buffer, behind the network's lead) needs both
+        longer: its echo may arrive after 0.4 s of the first reply."""
         self.inner = inner
         self.rate = sample_rate
+        self._max_delay_ms = max_delay_ms
+        self._first_verdict = int((2 * first_every_s if first_verdict_s is None else first_verdict_s) * sample_rate)
+        self._path_delays: deque[float] = deque(maxlen=self.HINT_HISTORY)
+        """The echo delay found on each of the last echo paths (``new_echo_path``)."""
         self._first_every = int(first_every_s * sample_rate)
         """Until the first verdict, checks come this often: the first reply is
         where a user interrupts soonest, and AEC3 suppresses them while it runs
@@ -152,6 +173,30 @@ class EchoGatedCanceller:
 
     def set_delay_ms(self, delay_ms: int) -> None:
         self.inner.set_delay_ms(delay_ms)
+
+    def new_echo_path(self) -> None:
+        """The echo path is a new one from the next block on, its delay unknown
+        within a spread: a network client's speaker that was started anew (a
+        Wyoming satellite's, for each reply: measured 186-258 ms in a 100 ms
+        room, different each time). AEC3 converged on the last path leaked there
+        (1-18 dB taken off instead of 38-45) when the new echo came sooner, and
+        its echo was heard as speech. So AEC3 restarts, its hint below every
+        delay found of late, and the delay is looked for on this path's audio
+        only.
+        """
+        if not isinstance(self.inner, WebRtcEchoCanceller):
+            return
+        if self.delay_ms is not None:
+            self._path_delays.append(self.delay_ms)
+        hint = min(self._path_delays, default=float(self.inner.delay_ms) + self.HINT_MARGIN_MS)
+        hint = int(min(1000.0, max(0.0, hint - self.HINT_MARGIN_MS)))
+        logger.debug("a new echo path: AEC3 restarts with a delay hint of %d ms", hint)
+        self.inner.restart(hint)
+        self.delay_ms = self.aligned_ms = self._candidate_ms = None
+        self._since_realign = None
+        self._played[:] = 0.0  # the last path's echo came at another delay
+        self._mic[:] = 0.0
+        self._since_check = self._active = 0
 
     def realign(self, shift_ms: float) -> None:
         """Realign AEC3 by the driver's ``shift_ms``, then check it on the echo."""
@@ -196,7 +241,7 @@ class EchoGatedCanceller:
         """Is the echo where the last ``realign`` expected it? Judged on audio
         from after it only: before it, the echo came at the old delay."""
         since = min(self._since_realign or 0, self._window)
-        delay = estimate_delay_ms(self._played[-since:], self._mic[-since:], self.rate)
+        delay = estimate_delay_ms(self._played[-since:], self._mic[-since:], self.rate, self._max_delay_ms)
         if delay is None:
             if self._realign_active >= self.VERIFY_TRIES * self._verify:
                 logger.debug("no echo to check the realignment against; leaving it")
@@ -222,7 +267,7 @@ class EchoGatedCanceller:
             self._active = 0
             return
         self._active = 0
-        delay = estimate_delay_ms(self._played, self._mic, self.rate)
+        delay = estimate_delay_ms(self._played, self._mic, self.rate, self._max_delay_ms)
         if delay is not None and not self.cancelling:
             # Passing through, an echo must be found twice at one delay: a user
             # talking over the reply correlates with it now and then (measured: "echo
@@ -235,8 +280,10 @@ class EchoGatedCanceller:
                 return
         self._candidate_ms = None
         if delay is not None:
-            if not self.cancelling or self.delay_ms is None:
+            if not self.cancelling or not self._ever_found:
                 logger.info("echo found (%.0f ms): cancelling it", delay)
+            elif self.delay_ms is None:  # on a new echo path (``new_echo_path``)
+                logger.debug("echo found (%.0f ms) on the new echo path", delay)
             self.delay_ms, self._ever_found, self.cancelling = delay, True, True
             # AEC3 follows a slow drift on its own; a jump is the driver's to
             # report (``realign``), and checked on audio from after it only: a
@@ -248,7 +295,7 @@ class EchoGatedCanceller:
             self._without_echo = 0
             return
         self._without_echo += checked
-        limit = self._release if self._ever_found else 2 * self._first_every
+        limit = self._release if self._ever_found else self._first_verdict
         if self.cancelling and self._without_echo >= limit:
             logger.info("no echo of the reply in the input: passing it through uncancelled")
             self.cancelling = False

@@ -62,12 +62,28 @@ def block_samples(cfg: Config) -> int:
     return cfg.audio.sample_rate * cfg.vad.frame_ms // 1000
 
 
-def make_echo_canceller(cfg: Config, known_delay_ms: int = 0) -> EchoCanceller:
-    """The configured canceller; ``known_delay_ms`` is used when the delay is ``auto``."""
+SATELLITE_MAX_DELAY_MS = 800.0
+"""The longest echo delay looked for behind a network client's speaker: the
+network's lead (``web.LEAD_S``), the speaker program's start (up to 200 ms) and
+its buffer (``aplay``: up to 500 ms)."""
+
+
+def make_echo_canceller(cfg: Config, known_delay_ms: int = 0, network: bool = False) -> EchoCanceller:
+    """The configured canceller; ``known_delay_ms`` is used when the delay is ``auto``.
+    ``network``: for a client's microphone and speaker across the network (a
+    Wyoming satellite), whose echo may come much later than a sound card's."""
     if cfg.echo.canceller == "none":
         return NoEchoCanceller()
     delay = known_delay_ms if cfg.echo.delay_ms == "auto" else cfg.echo.delay_ms
     aec = WebRtcEchoCanceller(cfg.audio.sample_rate, delay_ms=delay)
     if not cfg.echo.only_when_echo:
         return aec
+    if network:
+        # No verdict of "no echo" before the playback has outlasted the longest
+        # delay (measured: at 0.4 s of a reply whose echo was 360 ms late, "no
+        # echo" was decided, and the echo then cut the reply); and the tail after
+        # playback covers that delay too.
+        late_s = SATELLITE_MAX_DELAY_MS / 1000
+        return EchoGatedCanceller(aec, cfg.audio.sample_rate, max_delay_ms=SATELLITE_MAX_DELAY_MS,
+                                  first_verdict_s=late_s + 0.4, tail_s=late_s + 0.3)
     return EchoGatedCanceller(aec, cfg.audio.sample_rate)

@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from voiceagent.audio.aec import EchoCanceller
-from voiceagent.audio.speaker import PlaybackNotice, Speaker
+from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
 from voiceagent.transports.base import BlockHandler, block_samples
@@ -63,10 +63,17 @@ class NetworkTransport:
     """One network client's audio, at the session's rate (the caller resamples)."""
 
     def __init__(self, cfg: Config, send: Send, description: str,
-                 echo_canceller: EchoCanceller | None = None) -> None:
-        """``echo_canceller``: for a client that cancels no echo of its own; None: it does."""
+                 echo_canceller: EchoCanceller | None = None,
+                 new_echo_path: Callable[[], None] | None = None) -> None:
+        """``echo_canceller``: for a client that cancels no echo of its own; None: it
+        does. ``new_echo_path``: for a client that starts its speaker anew for each
+        turn's audio (a Wyoming satellite); called before the input block paired
+        with the start of a turn's audio after the output was idle."""
         self.n = block_samples(cfg)
         self.echo_canceller = echo_canceller
+        self.new_echo_path = new_echo_path
+        self._output_idle = True
+        """No turn's audio is being sent: the next one starts the client's speaker anew."""
         self.rate = cfg.audio.sample_rate
         self.send = send
         self.description = description
@@ -181,6 +188,14 @@ class NetworkTransport:
         """Input block k with the output block played while it was captured."""
         t = self.blocks * dur
         played, notices = self._ahead.popleft() if self._ahead else self._pull(speaker)
+        restarted = False
+        for notice in notices:
+            if notice.kind is NoticeKind.START and self._output_idle:
+                self._output_idle, restarted = False, True
+            elif notice.kind is NoticeKind.END:
+                self._output_idle = True
+        if restarted and self.new_echo_path is not None:
+            self.new_echo_path()
         if self.echo_canceller is not None:
             block = self.echo_canceller.process(block, played)
             speaker.echo_path = self.echo_canceller.echo_path

@@ -32,6 +32,7 @@ from wyoming.satellite import RunSatellite
 from wyoming.wake import Detection
 
 from voiceagent.audio.convert import float_to_int16_bytes, int16_to_mono, resample
+from voiceagent.audio.echo import EchoGatedCanceller
 from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
@@ -55,8 +56,12 @@ class WyomingSatelliteTransport:
         self.uri = uri
         self.rate = cfg.audio.sample_rate
         self.description = f"Wyoming satellite {uri}"
-        # wyoming-satellite cancels no echo: its microphone hears its speaker, so ours runs here.
-        self.clock_transport = NetworkTransport(cfg, self._play, self.description, make_echo_canceller(cfg))
+        # wyoming-satellite cancels no echo: its microphone hears its speaker, so ours
+        # runs here. It starts its speaker program anew for each reply (closed at
+        # audio-stop), which takes 60-200 ms: each reply's echo has a delay of its own.
+        self.echo_canceller = make_echo_canceller(cfg, network=True)
+        self.clock_transport = NetworkTransport(cfg, self._play, self.description, self.echo_canceller,
+                                                new_echo_path=self._new_echo_path)
         self._out: asyncio.Queue[Event] | None = None
         """Events for the connected satellite; None while it is away."""
         self._playing: int | None = None
@@ -145,6 +150,10 @@ class WyomingSatelliteTransport:
                 self._woken("satellite")  # it woke on its own and streams the request
             self._woke_recently = False
         # streaming-started, played...: nothing to do; the session listens
+
+    def _new_echo_path(self) -> None:
+        if isinstance(self.echo_canceller, EchoGatedCanceller):
+            self.echo_canceller.new_echo_path()
 
     def _woken(self, name: str) -> None:
         if self._handler is not None:
