@@ -263,9 +263,12 @@ class _Connection(AsyncEventHandler):
 
     def _new_stream(self, rate: int) -> None:
         self._end_stream()
+        self.stream = AsrStream(self.service.cfg, self._whisper, self._silero, rate)
+
+    def _silero(self) -> SileroVad:
         if self.vad is None:
             self.vad = SileroVad(ASR_RATE)
-        self.stream = AsrStream(self.service.cfg, self._whisper, self.vad, rate)
+        return self.vad
 
     def _end_stream(self) -> None:
         if self.stream is not None:

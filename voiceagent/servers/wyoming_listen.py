@@ -36,6 +36,8 @@ AHEAD_S = 0.5
 """A stream this far ahead of real time comes from a file or a remote stage, not a
 microphone: its audio-stop is moments away, so no guess is started (it would only
 hold the ASR worker that the final transcript needs)."""
+JUDGE_AFTER_S = 0.2
+"""A stream's pace is judged once it has lasted this long (a file sends all of itself sooner)."""
 MAX_AUDIO_S = 60.0
 """Seconds of audio one transcription takes at most (more is refused)."""
 
@@ -51,14 +53,18 @@ class AsrStream:
     """One transcription's audio at 16 kHz, with its speculative transcript.
 
     ``transcribe`` runs Whisper (on the ASR worker) on the audio given; ``vad``
-    is the connection's Silero (kept between its streams: a fresh state needs
-    ~0.1 s to settle)."""
+    gives the connection's Silero (kept between its streams: a fresh state needs
+    ~0.1 s to settle), asked for only when a live stream needs it: loading one
+    costs a request sent all at once more than the hop itself."""
 
     def __init__(self, cfg: Config, transcribe: Callable[[np.ndarray], Awaitable[Transcript]],
-                 vad: SileroVad, rate: int = ASR_RATE, clock: Callable[[], float] | None = None) -> None:
+                 vad: Callable[[], SileroVad], rate: int = ASR_RATE,
+                 clock: Callable[[], float] | None = None) -> None:
         """``clock``: seconds, for telling a live stream from a file (default: the loop's)."""
         self.transcribe = transcribe
-        self.speech = SileroSpeech(vad, cfg.vad.speech_on, cfg.vad.speech_off)
+        self._vad = vad
+        self._on, self._off = cfg.vad.speech_on, cfg.vad.speech_off
+        self.speech: SileroSpeech | None = None
         self.speculate_frames = max(1, cfg.vad.speculate_ms // 20)
         self.rate = rate
         self.resampler = StreamResampler(rate, ASR_RATE)
@@ -88,19 +94,24 @@ class AsrStream:
             raise OverflowError(f"over {MAX_AUDIO_S:g} s of audio")
         self.parts.append(audio)
         self.samples += audio.size
+        if not self._live():  # a file's end is moments away: nothing to guess, nothing to hear
+            self._unheard = np.zeros(0, np.float32)
+            return
+        if self.speech is None:
+            self.speech = SileroSpeech(self._vad(), self._on, self._off)
         self._unheard = np.concatenate([self._unheard, audio])
         while self._unheard.size >= FRAME:
             frame, self._unheard = self._unheard[:FRAME], self._unheard[FRAME:]
             self._hear(frame)
 
     def _hear(self, frame: np.ndarray) -> None:
+        assert self.speech is not None
         if self.speech.is_speech(frame):
             self._spoke, self._silent = True, 0
             self._stale = self._stale or self.guess is not None
             return
         self._silent += 1
-        if (self._spoke and self._silent == self.speculate_frames and (self.guess is None or self._stale)
-                and self._live()):
+        if self._spoke and self._silent == self.speculate_frames and (self.guess is None or self._stale):
             if self.guess is not None:
                 self.guess.cancel()  # its words were not the last
             self.guess = asyncio.ensure_future(self.transcribe(self.audio()))
@@ -111,7 +122,8 @@ class AsrStream:
     def _live(self) -> bool:
         """The audio comes at a microphone's pace, not from a file (``AHEAD_S``)."""
         assert self._began is not None
-        return self.samples / ASR_RATE <= self._clock() - self._began + AHEAD_S
+        lasted = self._clock() - self._began
+        return lasted >= JUDGE_AFTER_S and self.samples / ASR_RATE <= lasted + AHEAD_S
 
     def audio(self) -> np.ndarray:
         if len(self.parts) > 1:
