@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from voiceagent.config.sections import _Section
+from voiceagent.config.sections import WYOMING_URI, _Section, split_wyoming_uri
 
 
 def is_loopback(host: str) -> bool:
@@ -66,7 +66,7 @@ class WyomingConfig(_Section):
     machines can reach admits only the addresses named in ``allowed_clients``."""
 
     uri: str | None = Field(
-        None, pattern=r"^tcp://[^:/]+:\d{1,5}$",
+        None, pattern=WYOMING_URI,
         description="where to listen, e.g. tcp://127.0.0.1:10700; null: off",
     )
     allowed_clients: list[str] = Field(
@@ -83,8 +83,7 @@ class WyomingConfig(_Section):
             except ValueError:
                 raise ValueError(f"wyoming.allowed_clients: {entry[:60]!r} is no address or network") from None
         if self.uri is not None and not self.allowed_clients:
-            host = self.uri.removeprefix("tcp://").rpartition(":")[0]
-            if not is_loopback(host):
+            if not is_loopback(split_wyoming_uri(self.uri)[0]):
                 raise ValueError(
                     f"wyoming.uri {self.uri} is reachable from other machines and the Wyoming protocol "
                     "has no token: name who may connect in wyoming.allowed_clients (e.g. Home Assistant's address)"

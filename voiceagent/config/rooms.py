@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from voiceagent.config.house import NAME_PATTERN, WakeConfig
-from voiceagent.config.sections import _Section
+from voiceagent.config.sections import WYOMING_URI, _Section
 
 
 def slug(name: str) -> str:
@@ -41,7 +41,7 @@ class SatelliteConfig(_Section):
     )
     output_device: str | int | None = Field(None, description="default: audio.output_device")
     wyoming: str | None = Field(
-        None, pattern=r"^tcp://[^:/]+:\d{1,5}$",
+        None, pattern=WYOMING_URI,
         description="a Wyoming satellite (wyoming-satellite) to connect to, e.g. tcp://den-pi:10700: "
         "its microphone and speaker are this room's",
     )

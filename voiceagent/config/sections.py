@@ -15,6 +15,17 @@ from voiceagent.rules.continuation import ContinuationSettings
 from voiceagent.rules.turn_end import TurnEndSettings
 
 
+WYOMING_URI = r"^tcp://[^:/]+:\d{1,5}$"
+"""A Wyoming address (``wyoming.uri``, a satellite's, ``asr.uri``/``tts.uri``), as
+Home Assistant and the Wyoming servers write it."""
+
+
+def split_wyoming_uri(uri: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` (the config has checked the form) as (host, port)."""
+    host, _, port = uri.removeprefix("tcp://").rpartition(":")
+    return host, int(port)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

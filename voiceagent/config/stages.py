@@ -8,12 +8,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from voiceagent.config.sections import _Section
+from voiceagent.config.sections import WYOMING_URI, _Section
 from voiceagent.rules.splitter import ClauseSplitter
-
-
-WYOMING_URI = r"^tcp://[^:/]+:\d{1,5}$"
-"""A Wyoming server's address, as Home Assistant and the servers write it."""
 
 
 class AsrConfig(_Section):

@@ -35,6 +35,7 @@ from wyoming.tts import Synthesize, SynthesizeVoice
 
 from voiceagent.audio.convert import float_to_int16_bytes, int16_to_mono, resample
 from voiceagent.config import AsrConfig, TtsConfig
+from voiceagent.config.sections import split_wyoming_uri
 from voiceagent.errors import ModelLoadError, Stage, StageError
 from voiceagent.stages.piper import trim_lead
 from voiceagent.stages.protocols import Transcript
@@ -50,12 +51,6 @@ MAX_EVENTS = 100_000
 """Events one answer may take (a remote TTS sends ~10 a second of speech)."""
 
 
-def split_uri(uri: str) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` (the config checks the form) as (host, port)."""
-    host, _, port = uri.removeprefix("tcp://").rpartition(":")
-    return host, int(port)
-
-
 class _Remote:
     """One Wyoming server, asked one request per connection."""
 
@@ -66,7 +61,7 @@ class _Remote:
         self.timeout_s = timeout_s
 
     def connect(self) -> socket.socket:
-        host, port = split_uri(self.uri)
+        host, port = split_wyoming_uri(self.uri)
         try:
             sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
         except OSError as err:

@@ -36,6 +36,7 @@ from voiceagent.audio.echo import EchoGatedCanceller
 from voiceagent.audio.speaker import NoticeKind, PlaybackNotice, Speaker
 from voiceagent.clock import Clock
 from voiceagent.config import Config
+from voiceagent.config.sections import split_wyoming_uri
 from voiceagent.log_limit import LogLimiter
 from voiceagent.transports.base import BlockHandler, make_echo_canceller
 from voiceagent.transports.web import NetworkTransport
@@ -88,8 +89,7 @@ class WyomingSatelliteTransport:
         while not stop.is_set():
             writer: asyncio.StreamWriter | None = None
             try:
-                host, _, port = self.uri.removeprefix("tcp://").rpartition(":")
-                reader, writer = await asyncio.open_connection(host, int(port), limit=HEADER_LIMIT)
+                reader, writer = await asyncio.open_connection(*split_wyoming_uri(self.uri), limit=HEADER_LIMIT)
                 logger.info("connected to the satellite at %s", self.uri)
                 wait = RETRY_MIN_S
                 await self._serve(reader, writer, stop)
