@@ -38,7 +38,7 @@ import pytest
 import soundfile
 
 from tests.support.cli import start
-from tests.support.pulse import PulseSinks, PulseUnavailable, pulse_sinks_or_skip
+from tests.support.pulse import PulseSinks, loop_speaker_into_mic_or_skip, pulse_sinks_or_skip
 from tests.support.speech import conversation_wav, real, require_models, rms, word_error_rate
 
 pytestmark = [pytest.mark.device, pytest.mark.realmodel]
@@ -61,11 +61,7 @@ def room() -> Iterator[PulseSinks]:
     sinks = pulse_sinks_or_skip()
     pulse = next(sinks)  # skips when PulseAudio is unavailable
     try:
-        try:
-            pulse.loopback("va_spk.monitor", "va_mic", latency_msec=LOOPBACK_LATENCY_MS,
-                           volume_db=LOOPBACK_GAIN_DB)
-        except PulseUnavailable as exc:
-            pytest.skip(f"PulseAudio loopback unavailable: {exc}")
+        loop_speaker_into_mic_or_skip(pulse, LOOPBACK_LATENCY_MS, LOOPBACK_GAIN_DB)
         yield pulse
     finally:
         sinks.close()

@@ -46,7 +46,7 @@ import numpy as np
 import pytest
 
 from tests.support.chromium import CHROMIUM_MISSING, Chromium, chromium_path
-from tests.support.pulse import PulseSinks, PulseUnavailable, pulse_sinks_or_skip
+from tests.support.pulse import PulseSinks, loop_speaker_into_mic_or_skip, pulse_sinks_or_skip
 from tests.support.speech import conversation_wav, real, require_models, word_error_rate
 from tests.support.web import TOKEN, web_serve
 
@@ -110,11 +110,7 @@ def room() -> Iterator[PulseSinks]:
         if result.returncode != 0 or not result.stdout.strip().isdigit():
             pytest.skip(f"PulseAudio module-remap-source unavailable: {result.stderr.strip()}")
         remap = result.stdout.strip()
-        try:
-            pulse.loopback("va_spk.monitor", "va_mic", latency_msec=LOOPBACK_LATENCY_MS,
-                           volume_db=LOOPBACK_GAIN_DB)
-        except PulseUnavailable as exc:
-            pytest.skip(f"PulseAudio loopback unavailable: {exc}")
+        loop_speaker_into_mic_or_skip(pulse, LOOPBACK_LATENCY_MS, LOOPBACK_GAIN_DB)
         yield pulse
     finally:
         if remap is not None:

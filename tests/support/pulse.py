@@ -517,3 +517,14 @@ def pulse_sinks_or_skip(names: Sequence[str] = ("va_mic", "va_spk")) -> Iterator
         yield pulse
     finally:
         manager.__exit__(None, None, None)
+
+
+def loop_speaker_into_mic_or_skip(pulse: PulseSinks, latency_msec: int, volume_db: float) -> None:
+    """A room: what is played on ``va_spk`` reaches ``va_mic`` ``latency_msec`` later at
+    ``volume_db``; skips the test when PulseAudio cannot loop back."""
+    import pytest
+
+    try:
+        pulse.loopback("va_spk.monitor", "va_mic", latency_msec=latency_msec, volume_db=volume_db)
+    except PulseUnavailable as exc:
+        pytest.skip(f"PulseAudio loopback unavailable: {exc}")
