@@ -75,6 +75,10 @@ def _ws(server: WebServer) -> str:
     return f"ws://127.0.0.1:{server.port}/v1/realtime"
 
 
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+"""A client's credentials, as the openai SDK sends them."""
+
+
 async def _gone(server: WebServer) -> None:
     """Until every session has ended (a closed client's ends just after)."""
     async with asyncio.timeout(5):
@@ -149,20 +153,19 @@ def test_who_gets_in(tmp_path):
         nonlocal server
         async with _server(tmp_path, max_sessions=1) as server:
             url = _ws(server)
-            bearer = {"Authorization": f"Bearer {TOKEN}"}
             own = f"http://127.0.0.1:{server.port}"
             results = {
                 "no token": await status_of(url),
                 "wrong token": await status_of(url, additional_headers={"Authorization": "Bearer nope"}),
-                "bearer": await status_of(url, additional_headers=bearer),
+                "bearer": await status_of(url, additional_headers=BEARER),
                 "browser": await status_of(
                     url, subprotocols=["realtime", f"openai-insecure-api-key.{TOKEN}"], origin=own),
-                "other origin": await status_of(url, additional_headers=bearer, origin="http://evil.example"),
+                "other origin": await status_of(url, additional_headers=BEARER, origin="http://evil.example"),
             }
-            async with connect(url, additional_headers=bearer) as first:
+            async with connect(url, additional_headers=BEARER) as first:
                 await first.recv()
                 try:
-                    async with connect(url, additional_headers=bearer):
+                    async with connect(url, additional_headers=BEARER):
                         results["over max_sessions"] = 101
                 except websockets.InvalidStatus as err:
                     results["over max_sessions"] = err.response.status_code
@@ -246,7 +249,7 @@ def test_bad_messages_get_an_error_and_the_session_goes_on(tmp_path):
 
     async def go():
         async with _server(tmp_path) as server:
-            async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"},
+            async with connect(_ws(server), additional_headers=BEARER,
                                max_size=None) as ws:
                 await _events(ws, "session.created")
                 errors = []
@@ -274,13 +277,13 @@ def test_bad_messages_get_an_error_and_the_session_goes_on(tmp_path):
 def test_a_client_that_vanishes_mid_reply_frees_its_session(tmp_path):
     async def go():
         async with _server(tmp_path) as server:
-            async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            async with connect(_ws(server), additional_headers=BEARER) as ws:
                 await _ask(ws, "hello")
                 await _events(ws, "response.output_audio.delta")
                 ws.transport.abort()  # gone, no close handshake
             await _gone(server)
             # the next client is served as before
-            async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            async with connect(_ws(server), additional_headers=BEARER) as ws:
                 created = await _events(ws, "session.created")
             return server.forgotten, created  # type: ignore[attr-defined]
 
@@ -362,7 +365,7 @@ def test_the_history_keeps_only_what_the_client_played(tmp_path):
 
     async def go():
         async with _server(tmp_path) as server:
-            async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            async with connect(_ws(server), additional_headers=BEARER) as ws:
                 await _ask(ws, "hello")
                 done = (await _events(ws, "response.done"))[-1]["response"]
                 item_id = done["output"][0]["id"]
@@ -429,7 +432,7 @@ def test_https_and_wss_with_the_configured_certificate(tmp_path):
             async with httpx.AsyncClient(verify=trust) as client:
                 page = await client.get(f"https://127.0.0.1:{server.port}/")
             url = f"wss://127.0.0.1:{server.port}/v1/realtime"
-            async with connect(url, ssl=trust, additional_headers={"Authorization": f"Bearer {TOKEN}"},
+            async with connect(url, ssl=trust, additional_headers=BEARER,
                                origin=f"https://127.0.0.1:{server.port}") as ws:
                 created = await _events(ws, "session.created")
             return page.status_code, created[-1]["type"], server.url
@@ -443,7 +446,7 @@ def test_the_token_never_reaches_the_log(tmp_path, caplog):
 
     async def go():
         async with _server(tmp_path) as server:
-            for protocols, headers in ((None, {"Authorization": f"Bearer {TOKEN}"}),
+            for protocols, headers in ((None, BEARER),
                                        (["realtime", f"openai-insecure-api-key.{TOKEN}"], {})):
                 async with connect(_ws(server), subprotocols=protocols, additional_headers=headers) as ws:
                     await _events(ws, "session.created")
@@ -463,7 +466,7 @@ def test_the_token_never_reaches_the_log(tmp_path, caplog):
 def test_a_stop_ends_the_reply_and_tells_the_client(tmp_path):
     async def go():
         async with _server(tmp_path) as server:
-            async with connect(_ws(server), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            async with connect(_ws(server), additional_headers=BEARER) as ws:
                 await _ask(ws, "hello")
                 await _events(ws, "response.output_audio.delta")
                 server.stopper.set()  # type: ignore[attr-defined]  # SIGTERM, as serve has it
