@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.config import write_config  # noqa: E402
 from voiceagent.bench.realtime_client import talk  # noqa: E402
 from voiceagent.bench.recordings import read_tables  # noqa: E402
 from voiceagent.bench.wer import wer  # noqa: E402
@@ -42,15 +42,8 @@ TOKEN = "bench-token"
 
 
 def _config(work: Path, port: int) -> Path:
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for section in ("asr", "llm", "tts", "turn"):
-        cfg[section]["model"] = str(ROOT / cfg[section]["model"])
-    cfg["web"] = {"enabled": True, "port": port, "token": TOKEN}
-    cfg["mqtt"] = {"enabled": False}
-    cfg["satellites"] = []
-    path = work / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_config(work, web={"enabled": True, "port": port, "token": TOKEN}, mqtt={"enabled": False},
+                        satellites=[])
 
 
 def _port() -> int:

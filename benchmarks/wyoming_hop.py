@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.config import write_config  # noqa: E402
 from tests.support.web import free_port, serving  # noqa: E402
 from tests.support.wyoming_peers import faster_whisper_server, piper_server  # noqa: E402
 from voiceagent.bench.recordings import read_tables  # noqa: E402
@@ -101,14 +101,7 @@ def tts_times(synthesizer, cfg: Config) -> dict:
 
 
 def v2v(rows, work: Path, **sections) -> dict:
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for section in ("asr", "llm", "tts", "turn"):
-        cfg[section]["model"] = str(ROOT / cfg[section]["model"])
-    for section, values in sections.items():
-        cfg[section].update(values)
-    cfg["llm"]["seed"] = 1
-    path = work / f"run-{len(list(work.iterdir()))}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(work, f"run-{len(list(work.iterdir()))}.yaml", llm={"seed": 1}, **sections)
     lags = []
     for row in rows:
         events = work / "events.jsonl"
